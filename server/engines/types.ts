@@ -1,0 +1,91 @@
+/**
+ * Engine interfaces. Services and pipelines depend on these, never on a concrete engine, so the same
+ * pipeline runs over in-process engines in tests and worker-pool engines in the server.
+ */
+
+/** Mono PCM audio as 32-bit floats in [-1, 1]. */
+export interface PcmAudio {
+  readonly samples: Float32Array;
+  readonly sampleRate: number;
+}
+
+/** Options every engine call takes. */
+export interface EngineCallOptions {
+  /** Aborts queued or running work; the engine rejects with the signal's reason. */
+  readonly signal: AbortSignal;
+}
+
+/** A piece of text with times in milliseconds relative to the start of the audio it came from. */
+export interface TimedSpan {
+  readonly text: string;
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+export type TimestampMode = 'none' | 'segment' | 'word';
+
+export interface RecognizeOptions extends EngineCallOptions {
+  /** ISO 639-1 code, or undefined to detect. */
+  readonly language: string | undefined;
+  readonly timestamps: TimestampMode;
+  /** Finals are scheduled before interims. */
+  readonly priority: 'final' | 'interim';
+  /** Model id; undefined uses the engine's default. */
+  readonly model: string | undefined;
+}
+
+export interface Recognition {
+  readonly text: string;
+  /** The language used or detected, ISO 639-1. */
+  readonly language: string;
+  readonly model: string;
+  readonly segments: readonly TimedSpan[];
+  readonly words: readonly TimedSpan[];
+}
+
+/** Speech recognition over 16 kHz mono audio. */
+export interface SpeechRecognizer {
+  readonly defaultModel: string;
+  /** Longest audio the model takes in one call, in samples at 16 kHz. */
+  readonly maxInputSamples: number;
+  recognize(audio: Float32Array, options: RecognizeOptions): Promise<Recognition>;
+}
+
+/** Speech probability per 512-sample frame of 16 kHz audio, with state kept per stream. */
+export interface VadSession {
+  /** Frame length in samples at 16 kHz. */
+  readonly frameSamples: number;
+  /** Speech probability of the next frame, in [0, 1]. */
+  probability(frame: Float32Array): Promise<number>;
+  /** Releases the stream's state. */
+  close(): void;
+}
+
+export interface VoiceActivityDetector {
+  readonly model: string;
+  openSession(): VadSession;
+}
+
+/** A voice one synthesis engine offers. */
+export interface VoiceInfo {
+  /** Stable id: engine, model and speaker. */
+  readonly id: string;
+  readonly name: string;
+  readonly language: string;
+  readonly engine: string;
+  readonly model: string;
+  readonly speaker: string;
+  readonly sampleRate: number;
+}
+
+export interface SynthesizeOptions extends EngineCallOptions {
+  readonly voice: string;
+  /** 0.5 to 2.0; changes duration, not pitch. */
+  readonly speed: number;
+}
+
+/** Text-to-speech for one piece of text (a sentence or clause). */
+export interface SpeechSynthesizer {
+  voices(): readonly VoiceInfo[];
+  synthesize(text: string, options: SynthesizeOptions): Promise<PcmAudio>;
+}

@@ -1,0 +1,142 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+
+/**
+ * The catalogue of reasons a call can fail. Every error the core raises names one; the gRPC code
+ * follows from it. Clients receive the reason in the `cortex-error-reason` trailer, so they can branch
+ * on it instead of on message text.
+ */
+export const Reason = {
+  /** A required field is missing or a value is outside its allowed range. */
+  InvalidArgument: 'INVALID_ARGUMENT',
+  /** Audio bytes that cannot be decoded in the declared format (e.g. a broken WAV header). */
+  InvalidAudio: 'INVALID_AUDIO',
+  /** Text that cannot be spoken (empty, not valid UTF-8). */
+  InvalidText: 'INVALID_TEXT',
+  /** A message arrived out of order: audio or text before the config, a second config. */
+  OutOfOrder: 'OUT_OF_ORDER',
+  /** The named model, voice or language is not one the server offers. */
+  UnknownResource: 'UNKNOWN_RESOURCE',
+  /** A per-message or per-stream size or duration limit was passed. */
+  LimitExceeded: 'LIMIT_EXCEEDED',
+  /** The engine's work queue or in-flight cap is full. */
+  Overloaded: 'OVERLOADED',
+  /** An engine this call needs is not loaded (model missing, still warming up). */
+  EngineUnavailable: 'ENGINE_UNAVAILABLE',
+  /** A model worker died while running this call's work. */
+  WorkerCrashed: 'WORKER_CRASHED',
+  /** The server is draining for shutdown. */
+  Draining: 'DRAINING',
+  /** The caller cancelled. */
+  Cancelled: 'CANCELLED',
+  /** The call's deadline passed. */
+  DeadlineExceeded: 'DEADLINE_EXCEEDED',
+  /** Missing or wrong credentials. */
+  Unauthenticated: 'UNAUTHENTICATED',
+  /** The caller may not use this service (e.g. its address is not allowed). */
+  PermissionDenied: 'PERMISSION_DENIED',
+  /** A rate limit was hit. */
+  RateLimited: 'RATE_LIMITED',
+  /** Anything unexpected. The message sent is generic; the cause is logged. */
+  Internal: 'INTERNAL',
+} as const;
+export type Reason = (typeof Reason)[keyof typeof Reason];
+
+const codeOfReason: Record<Reason, Code> = {
+  INVALID_ARGUMENT: Code.InvalidArgument,
+  INVALID_AUDIO: Code.InvalidArgument,
+  INVALID_TEXT: Code.InvalidArgument,
+  OUT_OF_ORDER: Code.FailedPrecondition,
+  UNKNOWN_RESOURCE: Code.InvalidArgument,
+  LIMIT_EXCEEDED: Code.ResourceExhausted,
+  OVERLOADED: Code.ResourceExhausted,
+  ENGINE_UNAVAILABLE: Code.Unavailable,
+  WORKER_CRASHED: Code.Unavailable,
+  DRAINING: Code.Unavailable,
+  CANCELLED: Code.Canceled,
+  DEADLINE_EXCEEDED: Code.DeadlineExceeded,
+  UNAUTHENTICATED: Code.Unauthenticated,
+  PERMISSION_DENIED: Code.PermissionDenied,
+  RATE_LIMITED: Code.ResourceExhausted,
+  INTERNAL: Code.Internal,
+};
+
+export interface VoiceErrorOptions {
+  /** When the caller may retry, for RESOURCE_EXHAUSTED and UNAVAILABLE. */
+  readonly retryAfterMs?: number;
+  readonly cause?: unknown;
+}
+
+/** The one error type of the core: a reason from the catalogue, a gRPC code, a message for the caller. */
+export class VoiceError extends ConnectError {
+  readonly reason: Reason;
+  readonly retryAfterMs: number | undefined;
+
+  constructor(reason: Reason, message: string, options: VoiceErrorOptions = {}) {
+    super(message, codeOfReason[reason], undefined, undefined, options.cause);
+    this.name = 'VoiceError';
+    this.reason = reason;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/** What goes on the wire for a failed call. */
+export interface WireStatus {
+  readonly code: Code;
+  readonly message: string;
+  readonly reason: Reason;
+  readonly retryAfterMs: number | undefined;
+  /** True when the error was not raised on purpose; its cause should be logged. */
+  readonly unexpected: boolean;
+}
+
+/**
+ * Maps anything thrown by the core to the status sent to the caller. An aborted signal wins: a call
+ * that was cancelled or ran past its deadline reports that, whatever error the abort caused inside.
+ */
+export function toStatus(error: unknown, signal?: AbortSignal): WireStatus {
+  if (signal?.aborted) {
+    const abortReason: unknown = signal.reason;
+    if (abortReason instanceof VoiceError) return statusOf(abortReason);
+    return statusOf(new VoiceError(Reason.Cancelled, 'the call was cancelled'));
+  }
+  if (error instanceof VoiceError) return statusOf(error);
+  if (error instanceof ConnectError && error.code !== Code.Unknown && error.code !== Code.Internal) {
+    return {
+      code: error.code,
+      message: error.rawMessage,
+      reason: Reason.Internal,
+      retryAfterMs: undefined,
+      unexpected: false,
+    };
+  }
+  return {
+    code: Code.Internal,
+    message: 'internal error',
+    reason: Reason.Internal,
+    retryAfterMs: undefined,
+    unexpected: true,
+  };
+}
+
+function statusOf(error: VoiceError): WireStatus {
+  return {
+    code: error.code,
+    message: error.rawMessage,
+    reason: error.reason,
+    retryAfterMs: error.retryAfterMs,
+    unexpected: error.reason === Reason.Internal,
+  };
+}
+
+/** Shorthand for the most common failure: a field outside its allowed values. */
+export function invalidArgument(field: string, problem: string): VoiceError {
+  return new VoiceError(Reason.InvalidArgument, `${field}: ${problem}`);
+}
+
+/** Throws CANCELLED or DEADLINE_EXCEEDED (as carried by the signal) when the signal has aborted. */
+export function throwIfAborted(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  const abortReason: unknown = signal.reason;
+  if (abortReason instanceof VoiceError) throw abortReason;
+  throw new VoiceError(Reason.Cancelled, 'the call was cancelled');
+}
