@@ -71,6 +71,11 @@ export class VoiceError extends ConnectError {
   readonly reason: Reason;
   readonly retryAfterMs: number | undefined;
 
+  /** ConnectError's own instanceof check accepts only ConnectError itself; restore the ordinary one. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(VoiceError, value);
+  }
+
   constructor(reason: Reason, message: string, options: VoiceErrorOptions = {}) {
     super(message, codeOfReason[reason], undefined, undefined, options.cause);
     this.name = 'VoiceError';

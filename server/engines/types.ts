@@ -48,15 +48,27 @@ export interface SpeechRecognizer {
   readonly defaultModel: string;
   /** Longest audio the model takes in one call, in samples at 16 kHz. */
   readonly maxInputSamples: number;
+  /**
+   * The engine may take `audio`'s buffer: a worker-pool engine transfers an array that spans its
+   * whole buffer to the worker, so the caller's array is empty afterwards (a view into a larger
+   * buffer is copied instead). Do not use the array after the call; pass a copy to keep it.
+   */
   recognize(audio: Float32Array, options: RecognizeOptions): Promise<Recognition>;
 }
 
-/** Speech probability per 512-sample frame of 16 kHz audio, with state kept per stream. */
+/**
+ * Speech probability per 512-sample frame of 16 kHz audio, with state kept per stream. Frames go in
+ * batches: a worker-pool VAD sends one message per batch, not per frame (31 frames a second).
+ */
 export interface VadSession {
   /** Frame length in samples at 16 kHz. */
   readonly frameSamples: number;
-  /** Speech probability of the next frame, in [0, 1]. */
-  probability(frame: Float32Array): Promise<number>;
+  /**
+   * Speech probabilities, in [0, 1], of the stream's next `frames.length / frameSamples` frames
+   * (`frames` holds whole frames back to back). Calls run in the order made, each continuing from
+   * the state the previous one left. The engine may take `frames`' buffer (see `recognize`).
+   */
+  probabilities(frames: Float32Array, options: EngineCallOptions): Promise<Float32Array>;
   /** Releases the stream's state. */
   close(): void;
 }

@@ -1,0 +1,402 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * The service's configuration: one schema, read from an optional YAML file and environment overrides,
+ * validated once at start-up and frozen. This module is the only reader of process.env.
+ * Section and key names follow the deployment guide of the service this one replaces.
+ */
+
+const intIn = (min: number, max: number) =>
+  z
+    .number({ error: `an integer from ${min} to ${max}` })
+    .int({ error: `an integer from ${min} to ${max}` })
+    .min(min, { error: `an integer from ${min} to ${max}` })
+    .max(max, { error: `an integer from ${min} to ${max}` });
+
+const numberIn = (min: number, max: number) =>
+  z
+    .number({ error: `a number from ${min} to ${max}` })
+    .min(min, { error: `a number from ${min} to ${max}` })
+    .max(max, { error: `a number from ${min} to ${max}` });
+
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `one of ${values.join(', ')}` });
+
+const text = (what = 'a non-empty string') => z.string({ error: what }).min(1, { error: what });
+const flag = z.boolean({ error: 'true or false' });
+const textList = z.array(text(), { error: 'a list of non-empty strings' });
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+const DTYPES = ['fp32', 'fp16', 'q8', 'q4'] as const;
+
+const serviceSchema = z
+  .object({
+    host: text('a host name or IP address').default('0.0.0.0'),
+    port: intIn(0, 65535).default(8899),
+    /** Deadline in seconds for unary calls whose client sets none (TIMEOUT). */
+    timeout: intIn(1, 3600).default(30),
+    /** Calls served at once; beyond it new calls get RESOURCE_EXHAUSTED. */
+    max_concurrent_requests: intIn(1, 100_000).default(100),
+    /** Browser origins allowed through the grpc-web proxy (CORS_ORIGINS). */
+    cors_origins: textList.default([]),
+    /** Largest message accepted or sent, in bytes (the guide's 10 MB request limit). */
+    max_message_bytes: intIn(64 * 1024, 64 * 1024 * 1024).default(10 * 1024 * 1024),
+    /** Seconds in-flight calls get to finish after SIGTERM before they are cancelled. */
+    drain_grace_seconds: intIn(0, 3600).default(30),
+    /** Longest a streaming call may last, in seconds. */
+    max_stream_duration_seconds: intIn(1, 24 * 3600).default(3600),
+    keepalive: z
+      .object({
+        /** Interval of server pings on idle connections. */
+        time_ms: intIn(1000, 24 * 3600 * 1000).default(30_000),
+        /** How long to wait for a ping's answer before closing the connection. */
+        timeout_ms: intIn(1000, 600_000).default(10_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const modelsSchema = z
+  .object({
+    /** Folder of models in the Hugging Face layout: <cache_dir>/<org>/<name>/… */
+    cache_dir: text('a folder path').default('./models'),
+    /** Let the model libraries download missing models from the hub at run time. */
+    allow_downloads: flag.default(false),
+    vad: z
+      .object({
+        model: oneOf(['silero_v5', 'silero_v6']).default('silero_v5'),
+        threshold: numberIn(0.1, 0.95).default(0.5),
+        min_speech_ms: intIn(0, 5000).default(250),
+        min_silence_ms: intIn(100, 5000).default(500),
+        speech_pad_ms: intIn(0, 1000).default(200),
+      })
+      .strict()
+      .prefault({}),
+    stt: z
+      .object({
+        /** Default speech recognition model (Hugging Face id of an ONNX export). */
+        model: text('a model id').default('onnx-community/whisper-base'),
+        /** Model ids a stream may ask for; the default model is always allowed. */
+        allowed_models: textList.default([]),
+        dtype: oneOf(DTYPES).default('q8'),
+        /** ISO 639-1 code, or "auto" to detect per utterance. */
+        language: text('an ISO 639-1 code or "auto"').default('auto'),
+        /** Interval of interim results in milliseconds. */
+        interim_interval_ms: intIn(250, 10_000).default(1000),
+      })
+      .strict()
+      .prefault({}),
+    tts: z
+      .object({
+        /** Voice id used when a request names none. */
+        voice: text('a voice id').default('espeak:en-us'),
+        /** Default speaking rate. */
+        speed: numberIn(0.5, 2.0).default(1.0),
+        /** Neural voices to load (Hugging Face ids of VITS / MMS-TTS ONNX exports). */
+        neural_models: textList.default([]),
+        dtype: oneOf(DTYPES).default('fp32'),
+        /** Longest text per request, in characters. */
+        max_text_chars: intIn(1, 1_000_000).default(5000),
+        /** Longest total text per Synthesize stream, in characters. */
+        max_stream_text_chars: intIn(1, 10_000_000).default(100_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const performanceSchema = z
+  .object({
+    /** Model worker threads (MAX_WORKERS). */
+    workers: intIn(1, 64).default(2),
+    /** onnxruntime intra-op threads per worker. */
+    inference_threads: intIn(1, 64).default(1),
+    batch_size: intIn(1, 64).default(1),
+    /** Engine jobs running at once across all workers. */
+    max_concurrent_requests: intIn(1, 100_000).default(100),
+    /** Engine jobs waiting for a worker; beyond it calls get RESOURCE_EXHAUSTED. */
+    request_queue_size: intIn(0, 100_000).default(200),
+    model_caching: flag.default(true),
+    /** Size of the synthesized-sentence cache, in megabytes (0 disables it). */
+    tts_cache_mb: intIn(0, 16_384).default(64),
+    /** Largest audio chunk accepted in one message, in bytes. */
+    max_audio_chunk_bytes: intIn(1024, 64 * 1024 * 1024).default(1024 * 1024),
+    /** Longest audio one Transcribe stream or clip may carry, in seconds. */
+    max_audio_seconds: intIn(1, 24 * 3600).default(3600),
+  })
+  .strict();
+
+const loggingSchema = z
+  .object({
+    level: oneOf(LOG_LEVELS).default('info'),
+    /** json: one JSON object per line; pretty: human-readable, for development only. */
+    format: oneOf(['json', 'pretty']).default('json'),
+    /** "stdout", "stderr" or a file path. */
+    output: text('"stdout", "stderr" or a file path').default('stdout'),
+  })
+  .strict();
+
+const monitoringSchema = z
+  .object({
+    /** Serve Prometheus metrics (PROMETHEUS_ENABLED). */
+    enabled: flag.default(true),
+    host: text('a host name or IP address').default('0.0.0.0'),
+    prometheus_port: intIn(0, 65535).default(9090),
+    metrics_endpoint: z
+      .string({ error: 'a path starting with /' })
+      .regex(/^\/[\w\-./]*$/, { error: 'a path starting with /' })
+      .default('/metrics'),
+  })
+  .strict();
+
+const securitySchema = z
+  .object({
+    /** Require an API key in x-api-key metadata. */
+    api_key_required: flag.default(false),
+    /** Accepted API keys (API_KEY, comma-separated). Never logged. */
+    api_keys: textList.default([]),
+    /** A file with one API key per line. */
+    api_keys_file: text('a file path').optional(),
+    /** Full method paths or service names callable without a key. */
+    exempt_methods: textList.default([
+      'grpc.health.v1.Health',
+      'grpc.reflection.v1.ServerReflection',
+      'grpc.reflection.v1alpha.ServerReflection',
+    ]),
+    rate_limit: z
+      .object({
+        enabled: flag.default(true),
+        max_requests_per_minute: intIn(1, 1_000_000).default(60),
+        max_concurrent_streams: intIn(1, 100_000).default(20),
+      })
+      .strict()
+      .prefault({}),
+    /** CIDR ranges allowed to call; empty allows every address. */
+    allowed_ips: textList.default([]),
+    /** Proxies whose forwarding headers are trusted for the client address. */
+    trusted_proxies: textList.default([]),
+    tls: z
+      .object({
+        cert_file: text('a file path').optional(),
+        key_file: text('a file path').optional(),
+        client_ca_file: text('a file path').optional(),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    service: serviceSchema.prefault({}),
+    models: modelsSchema.prefault({}),
+    performance: performanceSchema.prefault({}),
+    logging: loggingSchema.prefault({}),
+    monitoring: monitoringSchema.prefault({}),
+    security: securitySchema.prefault({}),
+  })
+  .strict();
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+export type Config = DeepReadonly<z.output<typeof configSchema>>;
+
+/** A configuration that cannot be used; its message is one line naming the key, the value and what is allowed. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+interface EnvOverride {
+  readonly variable: string;
+  readonly path: readonly string[];
+  readonly parse: (raw: string) => unknown;
+}
+
+const asNumber = (raw: string): unknown => (/^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : raw);
+const asBoolean = (raw: string): unknown => {
+  const value = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(value)) return true;
+  if (['false', '0', 'no', 'off'].includes(value)) return false;
+  return raw;
+};
+const asList = (raw: string): unknown =>
+  raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+const asLogLevel = (raw: string): unknown => {
+  const value = raw.trim().toLowerCase();
+  return value === 'warning' ? 'warn' : value === 'critical' ? 'fatal' : value;
+};
+
+/** Environment variables of the deployment guide, and the service's own. */
+export const ENV_OVERRIDES: readonly EnvOverride[] = [
+  { variable: 'VOICE_HOST', path: ['service', 'host'], parse: (raw) => raw },
+  { variable: 'VOICE_PORT', path: ['service', 'port'], parse: asNumber },
+  { variable: 'TIMEOUT', path: ['service', 'timeout'], parse: asNumber },
+  { variable: 'CORS_ORIGINS', path: ['service', 'cors_origins'], parse: asList },
+  { variable: 'VOICE_MODELS_DIR', path: ['models', 'cache_dir'], parse: (raw) => raw },
+  { variable: 'MAX_WORKERS', path: ['performance', 'workers'], parse: asNumber },
+  { variable: 'LOG_LEVEL', path: ['logging', 'level'], parse: asLogLevel },
+  { variable: 'LOG_FORMAT', path: ['logging', 'format'], parse: (raw) => raw.trim().toLowerCase() },
+  { variable: 'PROMETHEUS_ENABLED', path: ['monitoring', 'enabled'], parse: asBoolean },
+  { variable: 'METRICS_PORT', path: ['monitoring', 'prometheus_port'], parse: asNumber },
+  { variable: 'API_KEY', path: ['security', 'api_keys'], parse: asList },
+];
+
+const SECRET_PATHS = new Set(['security.api_keys']);
+
+export interface LoadConfigOptions {
+  /** The config file; defaults to VOICE_CONFIG. No file means defaults plus environment. */
+  readonly file?: string | undefined;
+  readonly env?: Env;
+}
+
+/** Reads, merges, validates and freezes the configuration. Throws ConfigError with one clear line. */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.VOICE_CONFIG;
+  const fromFile = file === undefined || file === '' ? {} : readConfigFile(file);
+  const sources = new Map<string, string>();
+  const merged = structuredClone(fromFile) as Record<string, unknown>;
+  for (const override of ENV_OVERRIDES) {
+    const raw = env[override.variable];
+    if (raw === undefined || raw === '') continue;
+    setPath(merged, override.path, override.parse(raw));
+    sources.set(override.path.join('.'), override.variable);
+  }
+  if (
+    env.API_KEY !== undefined &&
+    env.API_KEY !== '' &&
+    readPath(fromFile, ['security', 'api_key_required']) === undefined
+  ) {
+    setPath(merged, ['security', 'api_key_required'], true);
+  }
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new ConfigError(describeIssue(issue, merged, sources, file));
+  }
+  const config = result.data;
+  if (
+    config.security.api_key_required &&
+    config.security.api_keys.length === 0 &&
+    config.security.api_keys_file === undefined
+  ) {
+    throw new ConfigError(
+      'config: security.api_key_required is true but no key is configured; set API_KEY, security.api_keys or security.api_keys_file',
+    );
+  }
+  return deepFreeze(config);
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(
+      `config: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(source);
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new ConfigError(`config: ${file} is not valid YAML: ${message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(
+      `config: ${file} must hold a mapping of sections (service, models, performance, logging, monitoring, security)`,
+    );
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  input: unknown,
+  sources: Map<string, string>,
+  file: string | undefined,
+): string {
+  const path = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    const at = [...path, issue.keys[0] ?? ''].join('.');
+    const allowed = allowedKeysAt(path);
+    return `config: unknown key ${at}${file ? ` in ${file}` : ''}; allowed keys here: ${allowed.join(', ')}`;
+  }
+  const key = path.join('.');
+  const value = readPath(input, path);
+  const from = sources.get(key);
+  const origin = from ? ` (from ${from})` : file ? ` (in ${file})` : '';
+  const shown = SECRET_PATHS.has(key) ? '<redacted>' : JSON.stringify(value);
+  return `config: ${key} = ${shown}${origin} is invalid; expected ${issue.message}`;
+}
+
+function allowedKeysAt(path: readonly string[]): string[] {
+  let schema: z.ZodType = configSchema;
+  for (const key of path) {
+    const shape = objectShape(schema);
+    const next = shape?.[key];
+    if (!next) return [];
+    schema = next;
+  }
+  return Object.keys(objectShape(schema) ?? {});
+}
+
+function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  let current: z.ZodType = schema;
+  for (let depth = 0; depth < 5; depth += 1) {
+    if (current instanceof z.ZodObject) return current.shape as Record<string, z.ZodType>;
+    const inner = (current as unknown as { def?: { innerType?: z.ZodType } }).def?.innerType;
+    if (!inner) return undefined;
+    current = inner;
+  }
+  return undefined;
+}
+
+function readPath(value: unknown, path: readonly string[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string, unknown>)[key];
+  }
+  return current;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let current = target;
+  for (const key of path.slice(0, -1)) {
+    const next = current[key];
+    if (next === null || typeof next !== 'object' || Array.isArray(next)) current[key] = {};
+    current = current[key] as Record<string, unknown>;
+  }
+  current[path[path.length - 1]!] = value;
+}
+
+function deepFreeze<T>(value: T): DeepReadonly<T> {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value as DeepReadonly<T>;
+}
+
+/** The configuration with secrets replaced, for logging at start-up. */
+export function redactedConfig(config: Config): unknown {
+  return {
+    ...config,
+    security: { ...config.security, api_keys: config.security.api_keys.map(() => '<redacted>') },
+  };
+}

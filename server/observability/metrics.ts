@@ -1,0 +1,127 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Latency buckets in seconds, from a fast unary call to a minute-long stream. */
+const LATENCY_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 1800,
+];
+const INFERENCE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10];
+
+/**
+ * The service's metrics, in their own registry. gRPC call metrics use the names of the gRPC
+ * ecosystem (go-grpc-prometheus / grpc-ecosystem), so existing dashboards and alerts apply.
+ */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const callLabels = ['grpc_type', 'grpc_service', 'grpc_method'] as const;
+  return {
+    registry,
+    started: new Counter({
+      name: 'grpc_server_started_total',
+      help: 'RPCs started on the server.',
+      labelNames: callLabels,
+      registers: [registry],
+    }),
+    handled: new Counter({
+      name: 'grpc_server_handled_total',
+      help: 'RPCs completed on the server, by status code.',
+      labelNames: [...callLabels, 'grpc_code'],
+      registers: [registry],
+    }),
+    handlingSeconds: new Histogram({
+      name: 'grpc_server_handling_seconds',
+      help: 'Time from the start of an RPC to its status, in seconds.',
+      labelNames: callLabels,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    messagesReceived: new Counter({
+      name: 'grpc_server_msg_received_total',
+      help: 'Messages received from clients.',
+      labelNames: callLabels,
+      registers: [registry],
+    }),
+    messagesSent: new Counter({
+      name: 'grpc_server_msg_sent_total',
+      help: 'Messages sent to clients.',
+      labelNames: callLabels,
+      registers: [registry],
+    }),
+    activeStreams: new Gauge({
+      name: 'voice_active_streams',
+      help: 'Calls in progress, by method.',
+      labelNames: ['grpc_service', 'grpc_method'],
+      registers: [registry],
+    }),
+    rejectedCalls: new Counter({
+      name: 'voice_rejected_calls_total',
+      help: 'Calls refused before reaching a handler, by reason.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    inferenceSeconds: new Histogram({
+      name: 'voice_inference_seconds',
+      help: 'Time one model call takes on a worker, in seconds.',
+      labelNames: ['kind', 'model'],
+      buckets: INFERENCE_BUCKETS,
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'voice_worker_queue_depth',
+      help: 'Engine jobs waiting for a worker.',
+      registers: [registry],
+    }),
+    busyWorkers: new Gauge({
+      name: 'voice_workers_busy',
+      help: 'Model workers running a job.',
+      registers: [registry],
+    }),
+    audioSeconds: new Counter({
+      name: 'voice_audio_seconds_total',
+      help: 'Seconds of audio received for transcription or produced by synthesis.',
+      labelNames: ['direction'],
+      registers: [registry],
+    }),
+    ttsCache: new Counter({
+      name: 'voice_tts_cache_requests_total',
+      help: 'Lookups in the synthesized-sentence cache, by result.',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves the registry on its own HTTP port, apart from gRPC. */
+export async function startMetricsServer(
+  registry: Registry,
+  options: { host: string; port: number; path: string },
+): Promise<MetricsServer> {
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' || path !== options.path) {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    registry.metrics().then(
+      (body) => response.writeHead(200, { 'content-type': registry.contentType }).end(body),
+      () => response.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

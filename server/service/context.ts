@@ -1,0 +1,72 @@
+import type {
+  DescMessage,
+  DescMethod,
+  DescService,
+  MessageInitShape,
+  MessageShape,
+} from '@bufbuild/protobuf';
+import type { Logger } from '../observability/logger.js';
+
+/**
+ * What a handler knows about its call, whatever the transport (gRPC over HTTP/2 today, grpc-web
+ * later): a signal that aborts on cancel, deadline or drain; the request metadata; the peer.
+ */
+export interface CallContext {
+  /** Aborts when the client cancels, the deadline passes or the server drains; its reason is a VoiceError. */
+  readonly signal: AbortSignal;
+  /** When the call must be finished, if the client set a deadline. */
+  readonly deadline: Date | undefined;
+  /** Request metadata with lower-case keys; binary values are left out. */
+  readonly metadata: ReadonlyMap<string, string>;
+  /** The client's address as the transport sees it, e.g. "ipv4:127.0.0.1:53122". */
+  readonly peer: string;
+  /** From x-request-id metadata, or generated. */
+  readonly requestId: string;
+  /** A child logger carrying method, request id and peer. */
+  readonly logger: Logger;
+}
+
+type Input<M extends DescMethod> = MessageShape<M['input']>;
+type Output<M extends DescMethod> = MessageInitShape<M['output']>;
+
+export type UnaryHandler<M extends DescMethod> = (request: Input<M>, ctx: CallContext) => Promise<Output<M>>;
+export type ServerStreamingHandler<M extends DescMethod> = (
+  request: Input<M>,
+  ctx: CallContext,
+) => AsyncIterable<Output<M>>;
+export type ClientStreamingHandler<M extends DescMethod> = (
+  requests: AsyncIterable<Input<M>>,
+  ctx: CallContext,
+) => Promise<Output<M>>;
+export type BidiStreamingHandler<M extends DescMethod> = (
+  requests: AsyncIterable<Input<M>>,
+  ctx: CallContext,
+) => AsyncIterable<Output<M>>;
+
+export type MethodHandler<M extends DescMethod> = M['methodKind'] extends 'unary'
+  ? UnaryHandler<M>
+  : M['methodKind'] extends 'server_streaming'
+    ? ServerStreamingHandler<M>
+    : M['methodKind'] extends 'client_streaming'
+      ? ClientStreamingHandler<M>
+      : BidiStreamingHandler<M>;
+
+/** One handler per RPC of a generated service, keyed by the method's local name. */
+export type ServiceHandlers<S extends { method: Record<string, DescMethod> }> = {
+  [K in keyof S['method']]: MethodHandler<S['method'][K]>;
+};
+
+/** A service and its handlers, ready to be served by a transport. */
+export interface ServiceRegistration {
+  readonly service: DescService;
+  readonly handlers: Readonly<Record<string, unknown>>;
+}
+
+export function registration<S extends DescService & { method: Record<string, DescMethod> }>(
+  service: S,
+  handlers: ServiceHandlers<S>,
+): ServiceRegistration {
+  return { service, handlers };
+}
+
+export type { DescMessage };

@@ -1,0 +1,291 @@
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { create, type DescMethod, type DescService, fromBinary, toBinary } from '@bufbuild/protobuf';
+import {
+  type status as GrpcStatus,
+  type handleBidiStreamingCall,
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  Metadata,
+  type ServerErrorResponse,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { Reason, toStatus, VoiceError } from '../../errors.js';
+import type { Logger } from '../../observability/logger.js';
+import type { CallContext, ServiceRegistration } from '../../service/context.js';
+
+/** Trailer naming the catalogue reason of a failure, so clients need not parse messages. */
+export const ERROR_REASON_TRAILER = 'cortex-error-reason';
+/** gRPC's standard trailer telling a client when it may retry. */
+export const RETRY_PUSHBACK_TRAILER = 'grpc-retry-pushback-ms';
+export const REQUEST_ID_HEADER = 'x-request-id';
+const DEADLINE_SLACK_MS = 50;
+
+/** Calls in progress, so a drain can cancel those still running when the grace period ends. */
+export class ActiveCalls {
+  readonly #controllers = new Set<AbortController>();
+
+  get size(): number {
+    return this.#controllers.size;
+  }
+
+  add(controller: AbortController): () => void {
+    this.#controllers.add(controller);
+    return () => this.#controllers.delete(controller);
+  }
+
+  abortAll(reason: VoiceError): void {
+    for (const controller of this.#controllers) controller.abort(reason);
+  }
+}
+
+export interface AdapterOptions {
+  readonly logger: Logger;
+  readonly activeCalls: ActiveCalls;
+  /** Deadline for unary calls whose client sets none, in milliseconds. */
+  readonly defaultUnaryTimeoutMs: number;
+  /** Longest a streaming call may last, in milliseconds. */
+  readonly maxStreamDurationMs: number;
+}
+
+type AnyCall = {
+  readonly metadata: Metadata;
+  getPeer(): string;
+  getDeadline(): Date | number;
+  on(event: 'cancelled', listener: () => void): unknown;
+  readonly cancelled: boolean;
+};
+
+/** Turns transport-neutral handlers into a grpc-js service implementation. */
+export function adaptService(
+  registration: ServiceRegistration,
+  options: AdapterOptions,
+): UntypedServiceImplementation {
+  const implementation: UntypedServiceImplementation = {};
+  for (const method of registration.service.methods) {
+    const handler = registration.handlers[method.localName];
+    if (typeof handler !== 'function') {
+      throw new Error(`no handler for ${registration.service.typeName}.${method.name}`);
+    }
+    implementation[method.localName] = adaptMethod(registration.service, method, handler as Handler, options);
+  }
+  return implementation;
+}
+
+type Handler = (input: unknown, ctx: CallContext) => unknown;
+
+function adaptMethod(service: DescService, method: DescMethod, invoke: Handler, options: AdapterOptions) {
+  switch (method.methodKind) {
+    case 'unary':
+      return ((call, callback) => {
+        const scope = openScope(service, method, call, options, false);
+        decodeOne(method, call.request)
+          .then((request) => invoke(request, scope.ctx) as Promise<unknown>)
+          .then(
+            (response) => {
+              if (scope.ctx.signal.aborted) throw scope.ctx.signal.reason;
+              callback(null, encode(method, response));
+            },
+            (error: unknown) => callback(errorResponse(error, scope)),
+          )
+          .catch((error: unknown) => callback(errorResponse(error, scope)))
+          .finally(scope.close);
+      }) satisfies handleUnaryCall<Buffer, Buffer>;
+    case 'server_streaming':
+      return ((call) => {
+        const scope = openScope(service, method, call, options, true);
+        decodeOne(method, call.request)
+          .then((request) =>
+            writeAll(call, method, invoke(request, scope.ctx) as AsyncIterable<unknown>, scope),
+          )
+          .then(
+            () => call.end(),
+            (error: unknown) => call.emit('error', errorResponse(error, scope)),
+          )
+          .finally(scope.close);
+      }) satisfies handleServerStreamingCall<Buffer, Buffer>;
+    case 'client_streaming':
+      return ((call, callback) => {
+        const scope = openScope(service, method, call, options, true);
+        const requests = readAll(call, method, scope.ctx.signal);
+        Promise.resolve()
+          .then(() => invoke(requests, scope.ctx) as Promise<unknown>)
+          .then(
+            (response) => callback(null, encode(method, response)),
+            (error: unknown) => callback(errorResponse(error, scope)),
+          )
+          .finally(scope.close);
+      }) satisfies handleClientStreamingCall<Buffer, Buffer>;
+    case 'bidi_streaming':
+      return ((call) => {
+        const scope = openScope(service, method, call, options, true);
+        const requests = readAll(call, method, scope.ctx.signal);
+        Promise.resolve()
+          .then(() => writeAll(call, method, invoke(requests, scope.ctx) as AsyncIterable<unknown>, scope))
+          .then(
+            () => call.end(),
+            (error: unknown) => call.emit('error', errorResponse(error, scope)),
+          )
+          .finally(scope.close);
+      }) satisfies handleBidiStreamingCall<Buffer, Buffer>;
+  }
+}
+
+interface CallScope {
+  readonly ctx: CallContext;
+  readonly close: () => void;
+}
+
+function openScope(
+  service: DescService,
+  method: DescMethod,
+  call: AnyCall,
+  options: AdapterOptions,
+  streaming: boolean,
+): CallScope {
+  const controller = new AbortController();
+  const metadata = textMetadata(call.metadata);
+  const requestId = metadata.get(REQUEST_ID_HEADER) ?? randomUUID();
+  const peer = call.getPeer();
+  const clientDeadline = toDate(call.getDeadline());
+  const limitMs = streaming ? options.maxStreamDurationMs : options.defaultUnaryTimeoutMs;
+  const serverDeadline = new Date(Date.now() + limitMs);
+  const deadline = clientDeadline && clientDeadline < serverDeadline ? clientDeadline : serverDeadline;
+  const timer = setTimeout(
+    () => {
+      const who =
+        deadline === clientDeadline
+          ? "the client's deadline"
+          : `the server's limit of ${limitMs} ms for this call`;
+      controller.abort(new VoiceError(Reason.DeadlineExceeded, `${who} passed`));
+    },
+    Math.max(0, deadline.getTime() - Date.now()),
+  );
+  timer.unref();
+  // A deadline expiry reaches the server as a cancellation (grpc-js's own timer, or the client's
+  // RST_STREAM a moment before the server's clock gets there); tell the two apart by the clock.
+  const onCancel = () =>
+    controller.abort(
+      clientDeadline !== undefined && Date.now() >= clientDeadline.getTime() - DEADLINE_SLACK_MS
+        ? new VoiceError(Reason.DeadlineExceeded, "the client's deadline passed")
+        : new VoiceError(Reason.Cancelled, 'the client cancelled the call'),
+    );
+  call.on('cancelled', onCancel);
+  if (call.cancelled) onCancel();
+  const untrack = options.activeCalls.add(controller);
+  const logger = options.logger.child({ method: `${service.typeName}/${method.name}`, requestId, peer });
+  return {
+    ctx: {
+      signal: controller.signal,
+      deadline: clientDeadline,
+      metadata,
+      peer,
+      requestId,
+      logger,
+    },
+    close: () => {
+      clearTimeout(timer);
+      untrack();
+      if (!controller.signal.aborted)
+        controller.abort(new VoiceError(Reason.Cancelled, 'the call has ended'));
+    },
+  };
+}
+
+function textMetadata(metadata: Metadata): Map<string, string> {
+  const result = new Map<string, string>();
+  for (const [key, value] of Object.entries(metadata.getMap())) {
+    if (typeof value === 'string') result.set(key.toLowerCase(), value);
+  }
+  return result;
+}
+
+function toDate(deadline: Date | number): Date | undefined {
+  if (deadline instanceof Date) return deadline;
+  return Number.isFinite(deadline) ? new Date(deadline) : undefined;
+}
+
+async function decodeOne(method: DescMethod, bytes: Buffer): Promise<unknown> {
+  return decode(method, bytes);
+}
+
+function decode(method: DescMethod, bytes: Buffer): unknown {
+  try {
+    return fromBinary(method.input, bytes);
+  } catch (error) {
+    throw new VoiceError(Reason.InvalidArgument, `request is not a valid ${method.input.typeName} message`, {
+      cause: error,
+    });
+  }
+}
+
+function encode(method: DescMethod, message: unknown): Buffer {
+  const shaped = create(method.output, message as never);
+  return Buffer.from(toBinary(method.output, shaped));
+}
+
+/** The call's messages, decoded; ends on half-close and stops at once when the signal aborts. */
+async function* readAll(stream: Readable, method: DescMethod, signal: AbortSignal): AsyncGenerator<unknown> {
+  // The default iterator destroys the stream when reading ends, which for a duplex call would also
+  // destroy the response side before the status is sent.
+  const iterator = stream.iterator({ destroyOnReturn: false });
+  const aborted = new Promise<never>((_, reject) => {
+    const fail = () => reject(signal.reason);
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+  aborted.catch(() => {});
+  while (true) {
+    const next = await Promise.race([iterator.next(), aborted]);
+    if (next.done) return;
+    yield decode(method, next.value as Buffer);
+  }
+}
+
+interface WritableCall {
+  write(chunk: Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+  readonly destroyed: boolean;
+}
+
+/** Writes every response in order, waiting for 'drain' when the transport's buffer is full. */
+async function writeAll(
+  call: WritableCall,
+  method: DescMethod,
+  responses: AsyncIterable<unknown>,
+  scope: CallScope,
+): Promise<void> {
+  const { signal } = scope.ctx;
+  const iterator = responses[Symbol.asyncIterator]();
+  try {
+    while (true) {
+      const next = await iterator.next();
+      if (next.done) return;
+      if (signal.aborted) throw signal.reason;
+      if (!call.write(encode(method, next.value))) {
+        await once(call as unknown as NodeJS.EventEmitter, 'drain', { signal });
+      }
+    }
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw error;
+  } finally {
+    await iterator.return?.();
+  }
+}
+
+function errorResponse(error: unknown, scope: CallScope): ServerErrorResponse {
+  const status = toStatus(error, scope.ctx.signal);
+  if (status.unexpected) scope.ctx.logger.error({ err: error }, 'call failed unexpectedly');
+  const trailers = new Metadata();
+  trailers.set(ERROR_REASON_TRAILER, status.reason);
+  if (status.retryAfterMs !== undefined)
+    trailers.set(RETRY_PUSHBACK_TRAILER, String(Math.ceil(status.retryAfterMs)));
+  return Object.assign(new Error(status.message), {
+    code: status.code as number as GrpcStatus,
+    details: status.message,
+    metadata: trailers,
+  });
+}

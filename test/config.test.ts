@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../server/config.js';
+import { repoRoot } from './helpers/paths.js';
+import { writeConfigFile } from './helpers/test-server.js';
+
+const load = (sections: Record<string, unknown> | undefined, env: Record<string, string> = {}) =>
+  loadConfig({ file: sections === undefined ? undefined : writeConfigFile(sections), env });
+
+const failure = (sections: Record<string, unknown> | undefined, env: Record<string, string> = {}): string => {
+  try {
+    load(sections, env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
+    assert.doesNotMatch(error.message, /\n/, 'the message is one line');
+    return error.message;
+  }
+  assert.fail('the config was accepted');
+};
+
+describe('config', () => {
+  it('runs on defaults with no file and no environment', () => {
+    const config = load(undefined);
+    assert.equal(config.service.port, 8899);
+    assert.equal(config.monitoring.prometheus_port, 9090);
+    assert.equal(config.monitoring.metrics_endpoint, '/metrics');
+    assert.equal(config.logging.level, 'info');
+    assert.equal(config.security.rate_limit.max_requests_per_minute, 60);
+    assert.equal(config.models.tts.max_text_chars, 5000);
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.service.cors_origins));
+  });
+
+  it('reads the sections of the deployment guide from YAML', () => {
+    const config = load({
+      service: { host: '127.0.0.1', port: 9000, timeout: 45, cors_origins: ['https://app.example'] },
+      performance: { workers: 3, request_queue_size: 50 },
+      logging: { level: 'warn' },
+      monitoring: { prometheus_port: 9191 },
+      security: { allowed_ips: ['10.0.0.0/8'] },
+    });
+    assert.equal(config.service.port, 9000);
+    assert.equal(config.service.timeout, 45);
+    assert.deepEqual(config.service.cors_origins, ['https://app.example']);
+    assert.equal(config.performance.workers, 3);
+    assert.equal(config.performance.request_queue_size, 50);
+    assert.equal(config.performance.max_concurrent_requests, 100);
+    assert.equal(config.monitoring.prometheus_port, 9191);
+  });
+
+  it('lets the guide environment variables override the file', () => {
+    const config = load(
+      { service: { port: 9000 }, performance: { workers: 3 }, logging: { level: 'info' } },
+      {
+        VOICE_PORT: '9500',
+        MAX_WORKERS: '4',
+        LOG_LEVEL: 'WARNING',
+        TIMEOUT: '60',
+        PROMETHEUS_ENABLED: 'false',
+        CORS_ORIGINS: 'https://a.example, https://b.example',
+        API_KEY: 'k1,k2',
+      },
+    );
+    assert.equal(config.service.port, 9500);
+    assert.equal(config.performance.workers, 4);
+    assert.equal(config.logging.level, 'warn');
+    assert.equal(config.service.timeout, 60);
+    assert.equal(config.monitoring.enabled, false);
+    assert.deepEqual(config.service.cors_origins, ['https://a.example', 'https://b.example']);
+    assert.deepEqual(config.security.api_keys, ['k1', 'k2']);
+    assert.equal(config.security.api_key_required, true, 'a key from API_KEY turns the requirement on');
+  });
+
+  it('names the key, the value, its source and the allowed range for a bad value', () => {
+    assert.equal(
+      failure(undefined, { VOICE_PORT: '70000' }),
+      'config: service.port = 70000 (from VOICE_PORT) is invalid; expected an integer from 0 to 65535',
+    );
+    assert.match(
+      failure(undefined, { MAX_WORKERS: 'many' }),
+      /^config: performance\.workers = "many" \(from MAX_WORKERS\) is invalid; expected an integer from 1 to 64$/,
+    );
+    assert.match(
+      failure({ logging: { level: 'loud' } }),
+      /^config: logging\.level = "loud" \(in .*config\.yaml\) is invalid; expected one of trace, debug, info, warn, error, fatal, silent$/,
+    );
+    assert.match(
+      failure({ models: { tts: { speed: 3 } } }),
+      /models\.tts\.speed = 3 .* expected a number from 0\.5 to 2$/,
+    );
+    assert.match(
+      failure(undefined, { PROMETHEUS_ENABLED: 'maybe' }),
+      /monitoring\.enabled = "maybe" \(from PROMETHEUS_ENABLED\).*true or false/,
+    );
+  });
+
+  it('rejects unknown keys and lists the allowed ones', () => {
+    const message = failure({ service: { prot: 1 } });
+    assert.match(
+      message,
+      /^config: unknown key service\.prot in .*; allowed keys here: host, port, timeout,/,
+    );
+    assert.match(
+      failure({ servce: {} }),
+      /unknown key servce .* allowed keys here: service, models, performance, logging, monitoring, security$/,
+    );
+  });
+
+  it('reports unreadable and malformed files in one line', () => {
+    assert.match(
+      failure(undefined, { VOICE_CONFIG: '/nonexistent/voice.yaml' }),
+      /^config: cannot read \/nonexistent\/voice\.yaml: ENOENT$/,
+    );
+    const broken = writeConfigFile({});
+    spawnSync('sh', ['-c', `printf 'service: [\\n' > ${broken}`]);
+    assert.match(failure(undefined, { VOICE_CONFIG: broken }), /is not valid YAML/);
+  });
+
+  it('requires a key when keys are required', () => {
+    assert.match(
+      failure({ security: { api_key_required: true } }),
+      /api_key_required is true but no key is configured/,
+    );
+  });
+
+  it('stops the server at start-up with exit code 2 and one line on stderr', () => {
+    const main = join(repoRoot(), 'dist/server/main.js');
+    const result = spawnSync(process.execPath, [main], {
+      env: { ...process.env, VOICE_PORT: 'eighty', VOICE_CONFIG: '' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(result.status, 2);
+    assert.equal(
+      result.stderr,
+      'config: service.port = "eighty" (from VOICE_PORT) is invalid; expected an integer from 0 to 65535\n',
+    );
+  });
+});
+
+describe('config.example.yaml', () => {
+  it('lists every key with its default', () => {
+    const example = loadConfig({ file: join(repoRoot(), 'config.example.yaml'), env: {} });
+    assert.deepEqual(example, loadConfig({ env: {} }));
+  });
+});

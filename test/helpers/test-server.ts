@@ -1,0 +1,70 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { createVoiceClient, type VoiceClient } from '../../clients/node/index.js';
+import { createVoiceServer, type VoiceServer } from '../../server/app.js';
+import { type Config, loadConfig } from '../../server/config.js';
+import { createLogger } from '../../server/observability/logger.js';
+import { captureLogs, type LogCapture } from './log-capture.js';
+
+export interface TestServer {
+  readonly server: VoiceServer;
+  readonly config: Config;
+  readonly address: string;
+  readonly metricsUrl: string;
+  readonly client: VoiceClient;
+  readonly logs: LogCapture;
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Writes a config file for the test (sections as in config.yaml) and returns its path. */
+export function writeConfigFile(sections: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'voice-config-'));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, stringify(sections));
+  return file;
+}
+
+/** Loads a config the way the server does, from a YAML file, with loopback and ephemeral ports. */
+export function testConfig(sections: Record<string, unknown> = {}, env: Record<string, string> = {}): Config {
+  const service = (sections.service ?? {}) as Record<string, unknown>;
+  const monitoring = (sections.monitoring ?? {}) as Record<string, unknown>;
+  const logging = (sections.logging ?? {}) as Record<string, unknown>;
+  const file = writeConfigFile({
+    ...sections,
+    service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2, ...service },
+    monitoring: { host: '127.0.0.1', prometheus_port: 0, ...monitoring },
+    logging: { level: 'debug', ...logging },
+  });
+  return loadConfig({ file, env });
+}
+
+/** Starts the real server in this process on 127.0.0.1 with ephemeral ports, and a real client. */
+export async function startTestServer(
+  sections: Record<string, unknown> = {},
+  prepare?: (server: VoiceServer) => void | Promise<void>,
+): Promise<TestServer> {
+  const config = testConfig(sections);
+  const logs = captureLogs();
+  const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+  await prepare?.(server);
+  const { grpcPort, metricsPort } = await server.start();
+  const address = `127.0.0.1:${grpcPort}`;
+  const client = createVoiceClient({ address });
+  let stopped = false;
+  return {
+    server,
+    config,
+    address,
+    metricsUrl: `http://127.0.0.1:${metricsPort}${config.monitoring.metrics_endpoint}`,
+    client,
+    logs,
+    async stop(graceMs = 0) {
+      if (stopped) return;
+      stopped = true;
+      client.close();
+      await server.stop(graceMs);
+    },
+  };
+}

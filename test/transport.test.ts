@@ -1,0 +1,244 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Code, ConnectError, createVoiceClient, type VoiceClient } from '../clients/node/index.js';
+import { Reason, VoiceError } from '../server/errors.js';
+import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
+import { createLogger } from '../server/observability/logger.js';
+import { createMetrics } from '../server/observability/metrics.js';
+import { type CallContext, registration } from '../server/service/context.js';
+import { createHealthReporter } from '../server/transport/grpc/health.js';
+import { createGrpcTransport, type GrpcTransport } from '../server/transport/grpc/server.js';
+import { captureLogs } from './helpers/log-capture.js';
+import { testConfig } from './helpers/test-server.js';
+
+/**
+ * The gRPC transport with stand-in handlers on the Synthesis contract (no engines): what is tested
+ * here is the adapter — cancellation, deadlines, backpressure, drain — not synthesis.
+ */
+interface Observed {
+  produced: number;
+  abortReason: unknown;
+  aborted: Promise<void>;
+}
+
+function standInHandlers(observed: Observed) {
+  const watch = (ctx: CallContext) => {
+    let markAborted = () => {};
+    observed.aborted = new Promise((resolve) => {
+      markAborted = resolve;
+    });
+    ctx.signal.addEventListener('abort', () => {
+      observed.abortReason = ctx.signal.reason;
+      markAborted();
+    });
+  };
+  const chunk = new Uint8Array(256 * 1024);
+  return {
+    async *synthesize(requests: AsyncIterable<{ request: { case: string | undefined } }>, ctx: CallContext) {
+      watch(ctx);
+      let sequenceNumber = 0;
+      for await (const request of requests) {
+        yield { sequenceNumber: sequenceNumber++, text: request.request.case ?? '' };
+      }
+    },
+    async *synthesizeText(request: { text: string }, ctx: CallContext) {
+      watch(ctx);
+      const count = Number(request.text);
+      for (let index = 0; index < count; index += 1) {
+        observed.produced = index + 1;
+        yield { sequenceNumber: index, audio: chunk };
+      }
+    },
+    async listVoices(_request: unknown, ctx: CallContext) {
+      watch(ctx);
+      await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)));
+      return {};
+    },
+  };
+}
+
+describe('grpc transport', () => {
+  let transport: GrpcTransport;
+  let client: VoiceClient;
+  const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
+  const reset = () => Object.assign(observed, { produced: 0, abortReason: undefined });
+
+  before(async () => {
+    const config = testConfig({ service: { timeout: 1 } });
+    transport = createGrpcTransport({
+      config,
+      logger: createLogger(config.logging, { destination: captureLogs().stream }),
+      metrics: createMetrics(),
+      health: createHealthReporter([Synthesis.typeName]),
+      services: [registration(Synthesis, standInHandlers(observed) as never)],
+    });
+    const port = await transport.listen();
+    client = createVoiceClient({ address: `127.0.0.1:${port}` });
+  });
+  after(async () => {
+    client.close();
+    await transport.drain(0);
+  });
+
+  it('streams requests and responses in order and ends on half-close', async () => {
+    reset();
+    async function* requests() {
+      yield { request: { case: 'text' as const, value: 'a' } };
+      yield { request: { case: 'flush' as const, value: {} } };
+      yield { request: { case: 'text' as const, value: 'b' } };
+    }
+    const seen: string[] = [];
+    for await (const response of client.synthesis.synthesize(requests()))
+      seen.push(`${response.sequenceNumber}:${response.text}`);
+    assert.deepEqual(seen, ['0:text', '1:flush', '2:text']);
+  });
+
+  it('aborts the handler signal with CANCELLED when the client cancels', async () => {
+    reset();
+    const controller = new AbortController();
+    async function* requests() {
+      yield { request: { case: 'text' as const, value: 'a' } };
+      await sleep(60_000, undefined, { signal: controller.signal }).catch(() => {});
+    }
+    const stream = client.synthesis.synthesize(requests(), { signal: controller.signal });
+    const consumed = (async () => {
+      for await (const _ of stream) controller.abort();
+    })();
+    await assert.rejects(consumed, (error: unknown) => ConnectError.from(error).code === Code.Canceled);
+    await observed.aborted;
+    assert.ok(observed.abortReason instanceof VoiceError);
+    assert.equal(observed.abortReason.reason, Reason.Cancelled);
+  });
+
+  it("aborts with DEADLINE_EXCEEDED at the client's deadline", async () => {
+    reset();
+    const error = await client.synthesis
+      .listVoices({}, { timeoutMs: 200 })
+      .catch((caught: unknown) => ConnectError.from(caught));
+    assert.ok(error instanceof ConnectError);
+    assert.equal(error.code, Code.DeadlineExceeded);
+    await observed.aborted;
+    assert.ok(observed.abortReason instanceof VoiceError);
+    assert.equal(observed.abortReason.reason, Reason.DeadlineExceeded);
+  });
+
+  it('applies the configured timeout to unary calls without a deadline', async () => {
+    reset();
+    const startedAt = Date.now();
+    const error = await client.synthesis.listVoices({}).catch((caught: unknown) => ConnectError.from(caught));
+    assert.ok(error instanceof ConnectError);
+    assert.equal(error.code, Code.DeadlineExceeded);
+    assert.match(error.rawMessage, /server's limit of 1000 ms/);
+    assert.ok(Date.now() - startedAt >= 900);
+  });
+
+  it('honours backpressure: a slow reader holds the producer back', async () => {
+    reset();
+    const stream = client.synthesis.synthesizeText({ text: '400' });
+    let consumed = 0;
+    let maxAhead = 0;
+    for await (const _ of stream) {
+      consumed += 1;
+      if (consumed <= 20) await sleep(25);
+      maxAhead = Math.max(maxAhead, observed.produced - consumed);
+    }
+    assert.equal(consumed, 400);
+    // 400 messages of 256 KiB are 100 MiB; without backpressure the producer would finish at once.
+    assert.ok(maxAhead < 100, `producer ran ${maxAhead} messages ahead of a slow reader`);
+  });
+});
+
+describe('grpc transport drain', () => {
+  it('refuses new calls with UNAVAILABLE, lets calls in flight finish, then cancels the rest', async () => {
+    const config = testConfig();
+    const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
+    const health = createHealthReporter([Synthesis.typeName]);
+    const transport = createGrpcTransport({
+      config,
+      logger: createLogger(config.logging, { destination: captureLogs().stream }),
+      metrics: createMetrics(),
+      health,
+      services: [registration(Synthesis, standInHandlers(observed) as never)],
+    });
+    const port = await transport.listen();
+    health.markStarted();
+    health.setServiceReady(Synthesis.typeName, true);
+    const client = createVoiceClient({ address: `127.0.0.1:${port}` });
+    const input = new AbortController();
+    try {
+      async function* requests() {
+        yield { request: { case: 'text' as const, value: 'a' } };
+        await sleep(60_000, undefined, { signal: input.signal }).catch(() => {});
+      }
+      const responses: unknown[] = [];
+      const inFlight = (async () => {
+        for await (const response of client.synthesis.synthesize(requests())) responses.push(response);
+      })();
+      while (responses.length === 0) await sleep(10);
+
+      const draining = transport.drain(500);
+      await sleep(50);
+      assert.equal(health.status(''), 'NOT_SERVING');
+      assert.equal(health.status(Synthesis.typeName), 'NOT_SERVING');
+      const refused = await client.synthesis
+        .listVoices({})
+        .catch((caught: unknown) => ConnectError.from(caught));
+      assert.ok(refused instanceof ConnectError);
+      assert.equal(refused.code, Code.Unavailable);
+      assert.match(refused.rawMessage, /shutting down/);
+
+      await assert.rejects(inFlight, (error: unknown) => ConnectError.from(error).code === Code.Unavailable);
+      assert.equal(responses.length, 1, 'the response sent before the drain was delivered');
+      assert.ok(observed.abortReason instanceof VoiceError);
+      assert.equal(observed.abortReason.reason, Reason.Draining);
+      await draining;
+      assert.equal(transport.activeCalls, 0);
+    } finally {
+      input.abort();
+      client.close();
+    }
+  });
+});
+
+describe('grpc transport call cap', () => {
+  it('refuses calls beyond service.max_concurrent_requests with RESOURCE_EXHAUSTED, health excepted', async () => {
+    const config = testConfig({ service: { max_concurrent_requests: 1 } });
+    const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
+    const metrics = createMetrics();
+    const transport = createGrpcTransport({
+      config,
+      logger: createLogger(config.logging, { destination: captureLogs().stream }),
+      metrics,
+      health: createHealthReporter([Synthesis.typeName]),
+      services: [registration(Synthesis, standInHandlers(observed) as never)],
+    });
+    const port = await transport.listen();
+    const client = createVoiceClient({ address: `127.0.0.1:${port}` });
+    const holder = new AbortController();
+    try {
+      const held = client.synthesis.listVoices({}, { signal: holder.signal }).catch(() => undefined);
+      while (transport.activeCalls === 0) await sleep(5);
+      const refused = await client.synthesis.listVoices({}).catch((caught: unknown) => ConnectError.from(caught));
+      assert.ok(refused instanceof ConnectError);
+      assert.equal(refused.code, Code.ResourceExhausted);
+      assert.match(refused.rawMessage, /maximum of 1 calls \(service\.max_concurrent_requests\)/);
+      assert.equal(refused.metadata.get('grpc-retry-pushback-ms'), '1000');
+      await client.health.check({ service: '' });
+      holder.abort();
+      await held;
+      while (transport.activeCalls > 0) await sleep(5);
+      await sleep(20);
+      const again = await client.synthesis
+        .listVoices({}, { timeoutMs: 100 })
+        .catch((caught: unknown) => ConnectError.from(caught));
+      assert.ok(again instanceof ConnectError);
+      assert.equal(again.code, Code.DeadlineExceeded, 'a freed slot admits the next call');
+      const body = await metrics.registry.getSingleMetricAsString('voice_rejected_calls_total');
+      assert.match(body, /reason="max_concurrent_requests"\} 1/);
+    } finally {
+      client.close();
+      await transport.drain(0);
+    }
+  });
+});
