@@ -219,7 +219,9 @@ describe('grpc transport call cap', () => {
     try {
       const held = client.synthesis.listVoices({}, { signal: holder.signal }).catch(() => undefined);
       while (transport.activeCalls === 0) await sleep(5);
-      const refused = await client.synthesis.listVoices({}).catch((caught: unknown) => ConnectError.from(caught));
+      const refused = await client.synthesis
+        .listVoices({})
+        .catch((caught: unknown) => ConnectError.from(caught));
       assert.ok(refused instanceof ConnectError);
       assert.equal(refused.code, Code.ResourceExhausted);
       assert.match(refused.rawMessage, /maximum of 1 calls \(service\.max_concurrent_requests\)/);
