@@ -1,0 +1,362 @@
+import { invalidArgument, Reason, VoiceError } from '../errors.js';
+
+/**
+ * Turns per-frame speech probabilities into utterances. A pure, synchronous state machine: the
+ * caller runs the VAD and pushes each frame with its probability.
+ *
+ * Speech starts at a frame whose probability reaches `threshold`; while speaking, a frame counts as
+ * speech down to `negThreshold` (hysteresis). `speech-started` is emitted only once `minSpeechMs` of
+ * speech is confirmed, so a shorter burst (a click, a cough) produces no event at all. An utterance
+ * ends after `minSilenceMs` without speech. All offsets include padding: `speech-started` carries the
+ * utterance's padded start, `speech-ended` its padded end, equal to the `utterance` event's
+ * `startMs` / `endMs`. Every sample of the stream ends up in exactly one utterance or is discarded
+ * as silence; silence is never held beyond the pad buffer.
+ */
+
+/** Samples per millisecond at 16 kHz. */
+const SAMPLES_PER_MS = 16;
+/** Window over which the quietest cut point of an over-long utterance is sought. */
+const CUT_WINDOW_SAMPLES = 100 * SAMPLES_PER_MS;
+/** Candidate cut points lie on this grid of the stream's timeline (10 ms). */
+const CUT_HOP_SAMPLES = 10 * SAMPLES_PER_MS;
+/** How far back from the length limit a cut point is sought. */
+const CUT_SEARCH_MS = 3000;
+
+export interface SegmenterConfig {
+  /** Probability at which speech starts, 0.1 to 0.95. */
+  readonly threshold: number;
+  /** Probability below which a frame is silence once speaking; default threshold − 0.15. */
+  readonly negThreshold: number;
+  /** Speech needed before an utterance starts, 0 to 5000 ms. */
+  readonly minSpeechMs: number;
+  /** Silence that ends an utterance, 100 to 5000 ms. */
+  readonly minSilenceMs: number;
+  /** Audio kept before and after the speech, 0 to 1000 ms. */
+  readonly speechPadMs: number;
+  /** Longest utterance, padding included (the recognizer's window), at least 1000 ms. */
+  readonly maxUtteranceMs: number;
+}
+
+export const defaultSegmenterConfig: SegmenterConfig = Object.freeze({
+  threshold: 0.5,
+  negThreshold: 0.35,
+  minSpeechMs: 250,
+  minSilenceMs: 500,
+  speechPadMs: 200,
+  maxUtteranceMs: 30_000,
+});
+
+export interface SpeechStartedEvent {
+  readonly type: 'speech-started';
+  readonly utteranceIndex: number;
+  readonly offsetMs: number;
+}
+
+export interface SpeechEndedEvent {
+  readonly type: 'speech-ended';
+  readonly utteranceIndex: number;
+  readonly offsetMs: number;
+}
+
+export type UtteranceEndReason = 'silence' | 'max-length' | 'end-of-stream';
+
+export interface UtteranceEvent {
+  readonly type: 'utterance';
+  readonly utteranceIndex: number;
+  /** 16 kHz samples from startMs to endMs. */
+  readonly audio: Float32Array;
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly final: true;
+  readonly reason: UtteranceEndReason;
+}
+
+export interface PartialUtteranceEvent {
+  readonly type: 'partial';
+  readonly utteranceIndex: number;
+  /** The utterance so far: from its start to the end of the latest speech plus padding. */
+  readonly audio: Float32Array;
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+export type SegmenterEvent = SpeechStartedEvent | SpeechEndedEvent | UtteranceEvent;
+
+export interface UtteranceSegmenter {
+  /** Feeds the next frame of 16 kHz audio and the VAD's speech probability for it. */
+  push(frame: Float32Array, probability: number): SegmenterEvent[];
+  /** The utterance in progress, for interim recognition; undefined when nobody is speaking. */
+  snapshot(): PartialUtteranceEvent | undefined;
+  /** Ends the stream: flushes the utterance in progress (reason end-of-stream). */
+  end(): SegmenterEvent[];
+  /** Samples dropped as silence so far. */
+  readonly discardedSamples: number;
+}
+
+/** Fills in defaults and checks ranges; messages name the EndpointingConfig field. */
+export function resolveSegmenterConfig(partial: Partial<SegmenterConfig> = {}): SegmenterConfig {
+  const threshold = partial.threshold ?? defaultSegmenterConfig.threshold;
+  checkRange('endpointing.speech_threshold', threshold, 0.1, 0.95);
+  const negThreshold = partial.negThreshold ?? Math.max(0.01, threshold - 0.15);
+  checkRange('negThreshold', negThreshold, 0.01, threshold);
+  const config: SegmenterConfig = {
+    threshold,
+    negThreshold,
+    minSpeechMs: partial.minSpeechMs ?? defaultSegmenterConfig.minSpeechMs,
+    minSilenceMs: partial.minSilenceMs ?? defaultSegmenterConfig.minSilenceMs,
+    speechPadMs: partial.speechPadMs ?? defaultSegmenterConfig.speechPadMs,
+    maxUtteranceMs: partial.maxUtteranceMs ?? defaultSegmenterConfig.maxUtteranceMs,
+  };
+  checkRange('endpointing.min_speech_duration_ms', config.minSpeechMs, 0, 5000);
+  checkRange('endpointing.min_silence_duration_ms', config.minSilenceMs, 100, 5000);
+  checkRange('endpointing.speech_pad_ms', config.speechPadMs, 0, 1000);
+  // The cut search looks back at most half the limit; beyond twice the pad it always finds speech.
+  checkRange('maxUtteranceMs', config.maxUtteranceMs, Math.max(1000, 2 * config.speechPadMs + 1), 3_600_000);
+  return Object.freeze(config);
+}
+
+function checkRange(field: string, value: number, min: number, max: number): void {
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw invalidArgument(field, `must be between ${min} and ${max}, got ${value}`);
+  }
+}
+
+type Phase = 'idle' | 'pending' | 'speaking' | 'ended';
+
+export function createUtteranceSegmenter(partial: Partial<SegmenterConfig> = {}): UtteranceSegmenter {
+  const config = resolveSegmenterConfig(partial);
+  const padSamples = config.speechPadMs * SAMPLES_PER_MS;
+  const minSpeechSamples = config.minSpeechMs * SAMPLES_PER_MS;
+  const minSilenceSamples = config.minSilenceMs * SAMPLES_PER_MS;
+  const maxSamples = config.maxUtteranceMs * SAMPLES_PER_MS;
+  // Speech that is not confirmed within this span from its onset is treated as noise.
+  const pendingLimitSamples = minSpeechSamples + minSilenceSamples;
+  const searchSamples = Math.min(CUT_SEARCH_MS * SAMPLES_PER_MS, Math.floor(maxSamples / 2));
+
+  // Everything received and not yet emitted or discarded, starting at stream sample `held.start`.
+  const held = createSampleQueue();
+  let phase: Phase = 'idle';
+  let utteranceIndex = 0;
+  /** Stream sample just past the last frame that counted as speech. */
+  let lastSpeechEnd = 0;
+  /** Where the speech waiting for confirmation began, and how much of it there is. */
+  let onset = 0;
+  let pendingSpeech = 0;
+  let discarded = 0;
+
+  const now = (): number => held.start + held.length;
+
+  function keepOnlyPad(): void {
+    discarded += held.dropFront(Math.max(0, held.length - padSamples));
+  }
+
+  function emitUtterance(end: number, reason: UtteranceEndReason, events: SegmenterEvent[]): void {
+    const startMs = held.start / SAMPLES_PER_MS;
+    const endMs = end / SAMPLES_PER_MS;
+    const audio = held.takeFront(end - held.start);
+    events.push({ type: 'speech-ended', utteranceIndex, offsetMs: endMs });
+    events.push({ type: 'utterance', utteranceIndex, audio, startMs, endMs, final: true, reason });
+    utteranceIndex += 1;
+  }
+
+  function cutOverLong(events: SegmenterEvent[]): void {
+    while (phase === 'speaking' && held.length >= maxSamples) {
+      const limit = held.start + maxSamples;
+      const cut = quietestCut(held, limit - searchSamples, limit);
+      if (lastSpeechEnd > cut) {
+        emitUtterance(cut, 'max-length', events);
+        events.push({ type: 'speech-started', utteranceIndex, offsetMs: cut / SAMPLES_PER_MS });
+      } else {
+        // Only silence follows the cut: end where the speech (plus padding) ends instead.
+        emitUtterance(Math.min(lastSpeechEnd + padSamples, limit), 'max-length', events);
+        phase = 'idle';
+        keepOnlyPad();
+      }
+    }
+  }
+
+  function push(frame: Float32Array, probability: number): SegmenterEvent[] {
+    if (phase === 'ended') {
+      throw new VoiceError(Reason.OutOfOrder, 'audio: received after the end of the stream');
+    }
+    if (frame.length === 0) return [];
+    const events: SegmenterEvent[] = [];
+    const frameStart = now();
+    held.push(frame);
+    const frameEnd = now();
+    const isSpeech = probability >= config.negThreshold;
+
+    if (phase === 'idle') {
+      if (probability < config.threshold) {
+        keepOnlyPad();
+        return events;
+      }
+      phase = 'pending';
+      onset = frameStart;
+      pendingSpeech = 0;
+    }
+    if (phase === 'pending') {
+      if (isSpeech) {
+        pendingSpeech += frame.length;
+        lastSpeechEnd = frameEnd;
+      }
+      if (pendingSpeech >= minSpeechSamples) {
+        phase = 'speaking';
+        events.push({ type: 'speech-started', utteranceIndex, offsetMs: held.start / SAMPLES_PER_MS });
+      } else if (frameEnd - lastSpeechEnd >= minSilenceSamples || frameEnd - onset >= pendingLimitSamples) {
+        // A burst too short to be speech, or speech too sparse to confirm: all of it is silence.
+        phase = 'idle';
+        keepOnlyPad();
+        return events;
+      }
+    } else if (isSpeech) {
+      lastSpeechEnd = frameEnd;
+    }
+    cutOverLong(events);
+    if (phase === 'speaking' && frameEnd - lastSpeechEnd >= minSilenceSamples) {
+      emitUtterance(Math.min(lastSpeechEnd + padSamples, frameEnd), 'silence', events);
+      phase = 'idle';
+      keepOnlyPad();
+    }
+    return events;
+  }
+
+  function snapshot(): PartialUtteranceEvent | undefined {
+    if (phase !== 'speaking') return undefined;
+    const end = Math.min(lastSpeechEnd + padSamples, now());
+    return {
+      type: 'partial',
+      utteranceIndex,
+      audio: held.copyFront(end - held.start),
+      startMs: held.start / SAMPLES_PER_MS,
+      endMs: end / SAMPLES_PER_MS,
+    };
+  }
+
+  function end(): SegmenterEvent[] {
+    const events: SegmenterEvent[] = [];
+    if (phase === 'speaking') {
+      emitUtterance(Math.min(lastSpeechEnd + padSamples, now()), 'end-of-stream', events);
+    }
+    discarded += held.dropFront(held.length);
+    phase = 'ended';
+    return events;
+  }
+
+  return {
+    push,
+    snapshot,
+    end,
+    get discardedSamples() {
+      return discarded;
+    },
+  };
+}
+
+/**
+ * The cut point in [from, to] (stream samples, on a 10 ms grid) whose surrounding 100 ms window has
+ * the lowest energy; ties go to the latest, keeping the first part as long as allowed.
+ */
+function quietestCut(queue: SampleQueue, from: number, to: number): number {
+  const half = CUT_WINDOW_SAMPLES / 2;
+  const first = Math.max(queue.start, from - half);
+  const last = Math.min(queue.start + queue.length, to + half);
+  const samples = queue.copyRange(first, last);
+  const energy = new Float64Array(samples.length + 1);
+  for (let i = 0; i < samples.length; i++) {
+    const s = samples[i] ?? 0;
+    energy[i + 1] = (energy[i] ?? 0) + s * s;
+  }
+  let best = to;
+  let bestEnergy = Number.POSITIVE_INFINITY;
+  for (let cut = Math.ceil(from / CUT_HOP_SAMPLES) * CUT_HOP_SAMPLES; cut <= to; cut += CUT_HOP_SAMPLES) {
+    const a = Math.max(first, cut - half) - first;
+    const b = Math.min(last, cut + half) - first;
+    const mean = ((energy[b] ?? 0) - (energy[a] ?? 0)) / Math.max(1, b - a);
+    if (mean <= bestEnergy) {
+      bestEnergy = mean;
+      best = cut;
+    }
+  }
+  return best;
+}
+
+interface SampleQueue {
+  /** Stream sample index of the first held sample. */
+  readonly start: number;
+  readonly length: number;
+  push(chunk: Float32Array): void;
+  /** Drops up to n samples from the front; returns how many were dropped. */
+  dropFront(n: number): number;
+  takeFront(n: number): Float32Array;
+  copyFront(n: number): Float32Array;
+  /** Copies stream samples [from, to). */
+  copyRange(from: number, to: number): Float32Array;
+}
+
+/** Chunks of audio with a moving start, so frames are copied once, when an utterance is emitted. */
+function createSampleQueue(): SampleQueue {
+  let chunks: Float32Array[] = [];
+  let start = 0;
+  let length = 0;
+
+  function copyRange(from: number, to: number): Float32Array {
+    const out = new Float32Array(Math.max(0, to - from));
+    let chunkStart = start;
+    for (const chunk of chunks) {
+      const chunkEnd = chunkStart + chunk.length;
+      if (chunkEnd > from && chunkStart < to) {
+        const a = Math.max(from, chunkStart);
+        const b = Math.min(to, chunkEnd);
+        out.set(chunk.subarray(a - chunkStart, b - chunkStart), a - from);
+      }
+      if (chunkEnd >= to) break;
+      chunkStart = chunkEnd;
+    }
+    return out;
+  }
+
+  function dropFront(n: number): number {
+    let left = Math.min(n, length);
+    const dropped = left;
+    let i = 0;
+    while (left > 0) {
+      const chunk = chunks[i] as Float32Array;
+      if (chunk.length <= left) {
+        left -= chunk.length;
+        i += 1;
+      } else {
+        chunks[i] = chunk.subarray(left);
+        left = 0;
+      }
+    }
+    chunks = chunks.slice(i);
+    start += dropped;
+    length -= dropped;
+    return dropped;
+  }
+
+  return {
+    get start() {
+      return start;
+    },
+    get length() {
+      return length;
+    },
+    push(chunk) {
+      // Copied: callers commonly reuse their frame buffer.
+      chunks.push(chunk.slice());
+      length += chunk.length;
+    },
+    dropFront,
+    takeFront(n) {
+      const out = copyRange(start, start + Math.min(n, length));
+      dropFront(out.length);
+      return out;
+    },
+    copyFront(n) {
+      return copyRange(start, start + Math.min(n, length));
+    },
+    copyRange,
+  };
+}

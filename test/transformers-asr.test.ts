@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import {
+  createTransformersRecognizer,
+  type TransformersRecognizer,
+} from '../server/engines/transformers-asr.js';
+import type { RecognizeOptions } from '../server/engines/types.js';
+import { Reason, VoiceError } from '../server/errors.js';
+import {
+  type GeneratedWhisperModel,
+  generateWhisperModel,
+  whisperModelFiles,
+} from './fixtures/whisper-model.js';
+
+const run = promisify(execFile);
+
+/** Speech from eSpeak NG, resampled by sox to 16 kHz mono float samples. */
+async function speak(text: string, folder: string): Promise<Float32Array> {
+  const wav = join(folder, `speech-${Date.now()}.wav`);
+  await run('espeak-ng', ['-w', wav, text]);
+  const { stdout } = await run(
+    'sox',
+    [wav, '-r', '16000', '-c', '1', '-e', 'floating-point', '-b', '32', '-t', 'raw', '-'],
+    {
+      encoding: 'buffer',
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
+  const bytes = Uint8Array.from(stdout);
+  return new Float32Array(bytes.buffer, 0, bytes.byteLength / 4);
+}
+
+function options(overrides: Partial<RecognizeOptions> = {}): RecognizeOptions {
+  return {
+    language: undefined,
+    timestamps: 'none',
+    priority: 'final',
+    model: undefined,
+    signal: new AbortController().signal,
+    ...overrides,
+  };
+}
+
+function reasonOf(expected: Reason, pattern?: RegExp) {
+  return (error: unknown) => {
+    assert.ok(error instanceof VoiceError, `expected a VoiceError, got ${String(error)}`);
+    assert.equal(error.reason, expected);
+    if (pattern !== undefined) assert.match(error.rawMessage, pattern);
+    return true;
+  };
+}
+
+describe('transformers Whisper recognizer on a generated tiny model', () => {
+  let root: string;
+  let model: GeneratedWhisperModel;
+  let german: GeneratedWhisperModel;
+  let recognizer: TransformersRecognizer;
+  let speech: Float32Array;
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'whisper-asr-'));
+    model = await generateWhisperModel({ root, text: 'Hello world.' });
+    german = await generateWhisperModel({
+      root,
+      modelId: 'cortex-test/whisper-tiny-german',
+      text: 'Grüße aus Köln',
+    });
+    recognizer = createTransformersRecognizer({
+      cacheDir: root,
+      allowRemote: false,
+      defaultModel: model.modelId,
+      dtype: 'fp32',
+      allowedModels: [german.modelId, 'cortex-test/not-installed'],
+      device: 'cpu',
+      threads: 1,
+    });
+    speech = await speak('hello world', root);
+  });
+
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('transcribes real speech to the text the model was generated with', async () => {
+    assert.ok(speech.length > 8000, 'espeak-ng produced speech');
+    const result = await recognizer.recognize(speech, options());
+    assert.deepEqual(result, {
+      text: 'Hello world.',
+      language: 'en',
+      model: model.modelId,
+      segments: [],
+      words: [],
+    });
+  });
+
+  it('decodes non-ASCII text through the byte-level tokenizer', async () => {
+    const result = await recognizer.recognize(speech, options({ model: german.modelId, language: 'de' }));
+    assert.equal(result.text, 'Grüße aus Köln');
+    assert.equal(result.language, 'de');
+    assert.equal(result.model, german.modelId);
+  });
+
+  it('returns the segment the model closes with timestamp tokens', async () => {
+    const result = await recognizer.recognize(speech, options({ timestamps: 'segment' }));
+    assert.equal(result.text, 'Hello world.');
+    assert.deepEqual(result.segments, [{ text: 'Hello world.', startMs: 0, endMs: 1000 }]);
+    assert.deepEqual(result.words, []);
+  });
+
+  it('returns ordered word timestamps inside the segment', async () => {
+    const result = await recognizer.recognize(speech, options({ timestamps: 'word', language: 'fr' }));
+    assert.equal(result.text, 'Hello world.');
+    assert.equal(result.language, 'fr');
+    assert.deepEqual(
+      result.words.map((word) => word.text),
+      ['Hello', 'world.'],
+    );
+    let previousEnd = 0;
+    for (const word of result.words) {
+      assert.ok(
+        word.startMs >= previousEnd - 20 && word.endMs >= word.startMs && word.endMs <= 1000,
+        JSON.stringify(word),
+      );
+      previousEnd = word.endMs;
+    }
+    assert.equal(result.segments.length, 1);
+  });
+
+  it('rejects a language the model has no token for', async () => {
+    await assert.rejects(
+      recognizer.recognize(speech, options({ language: 'xx' })),
+      reasonOf(Reason.InvalidArgument, /language: "xx".*\ben, zh, de\b/),
+    );
+  });
+
+  it('names the model id and the folder when the model is not installed', async () => {
+    const folder = join(root, 'cortex-test', 'not-installed');
+    await assert.rejects(
+      recognizer.recognize(speech, options({ model: 'cortex-test/not-installed' })),
+      reasonOf(
+        Reason.EngineUnavailable,
+        new RegExp(`"cortex-test/not-installed".*${folder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
+      ),
+    );
+  });
+
+  it('refuses a model outside the allow-list and names the allowed ones', async () => {
+    await assert.rejects(
+      recognizer.recognize(speech, options({ model: 'openai/whisper-large-v3' })),
+      reasonOf(
+        Reason.UnknownResource,
+        new RegExp(`whisper-large-v3.*${model.modelId}, ${german.modelId}, cortex-test/not-installed`),
+      ),
+    );
+  });
+
+  it('stops decoding when the call is cancelled mid-way', async () => {
+    const controller = new AbortController();
+    const pending = recognizer.recognize(speech, options({ signal: controller.signal }));
+    setImmediate(() => controller.abort());
+    await assert.rejects(pending, reasonOf(Reason.Cancelled));
+  });
+
+  it('rejects audio longer than one 30 s Whisper pass', async () => {
+    await assert.rejects(
+      recognizer.recognize(new Float32Array(30 * 16_000 + 1), options()),
+      reasonOf(Reason.LimitExceeded),
+    );
+  });
+});
+
+describe('Whisper test model generator', () => {
+  it('writes the same bytes for the same options', async () => {
+    const first = whisperModelFiles({ text: 'same text' });
+    const second = whisperModelFiles({ text: 'same text' });
+    assert.deepEqual([...first.files.keys()], [...second.files.keys()]);
+    for (const [path, bytes] of first.files)
+      assert.ok(Buffer.from(bytes).equals(Buffer.from(second.files.get(path) ?? [])), path);
+
+    const roots = [
+      await mkdtemp(join(tmpdir(), 'whisper-gen-a-')),
+      await mkdtemp(join(tmpdir(), 'whisper-gen-b-')),
+    ];
+    try {
+      const [a, b] = [
+        await generateWhisperModel({ root: roots[0] as string }),
+        await generateWhisperModel({ root: roots[1] as string }),
+      ];
+      assert.ok(a.files.includes('onnx/decoder_model_merged.onnx'));
+      for (const file of a.files) {
+        const [left, right] = await Promise.all([
+          readFile(join(a.folder, file)),
+          readFile(join(b.folder, file)),
+        ]);
+        assert.ok(left.equals(right), file);
+      }
+    } finally {
+      for (const root of roots) await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('changes the decoder when the text changes', () => {
+    const hello = whisperModelFiles({ text: 'hello world' }).files.get('onnx/decoder_model_merged.onnx');
+    const other = whisperModelFiles({ text: 'goodbye world' }).files.get('onnx/decoder_model_merged.onnx');
+    assert.ok(hello !== undefined && other !== undefined);
+    assert.ok(!Buffer.from(hello).equals(Buffer.from(other)));
+  });
+});
