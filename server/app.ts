@@ -1,4 +1,5 @@
 import type { Config } from './config.js';
+import { createCachedSynthesizer } from './engines/cached-synthesizer.js';
 import { createEngineSlot, type EngineSlot } from './engines/engine-slot.js';
 import type { SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector } from './engines/types.js';
 import { Synthesis } from './gen/cortex/voice/v1/synthesis_pb.js';
@@ -15,6 +16,7 @@ import { createSynthesisService } from './service/synthesis.js';
 import { createTranscriptionService } from './service/transcription.js';
 import { createHealthReporter, type HealthReporter } from './transport/grpc/health.js';
 import { createGrpcTransport } from './transport/grpc/server.js';
+import { type StartedEngines, startRemoteEngines } from './workers/remote-engines.js';
 
 export interface VoiceEngines {
   readonly vad: EngineSlot<VoiceActivityDetector>;
@@ -27,8 +29,14 @@ export interface VoiceServer {
   readonly engines: VoiceEngines;
   readonly health: HealthReporter;
   readonly metrics: Metrics;
-  /** Starts gRPC and metrics; resolves with the bound ports. */
+  /** Starts gRPC and metrics; resolves with the bound ports. Services stay NOT_SERVING until loadEngines(). */
   start(): Promise<{ grpcPort: number; metricsPort: number | undefined }>;
+  /**
+   * Starts the model workers, which load and warm up their models, and hands the engines to the
+   * services. An engine that cannot load (e.g. its model is missing) leaves its service NOT_SERVING
+   * with the reason; the server keeps running.
+   */
+  loadEngines(): Promise<void>;
   /** Graceful drain, then everything closed. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -57,11 +65,12 @@ export function createVoiceServer(config: Config, logger: Logger): VoiceServer {
     metrics,
     health,
     services: [
-      registration(Transcription, createTranscriptionService(engines)),
-      registration(Synthesis, createSynthesisService(engines)),
+      registration(Transcription, createTranscriptionService(engines, config)),
+      registration(Synthesis, createSynthesisService(engines, config)),
     ],
   });
   let metricsServer: MetricsServer | undefined;
+  let workers: StartedEngines | undefined;
 
   return {
     config,
@@ -80,8 +89,31 @@ export function createVoiceServer(config: Config, logger: Logger): VoiceServer {
       health.markStarted();
       return { grpcPort, metricsPort: metricsServer?.port };
     },
+    async loadEngines() {
+      workers = await startRemoteEngines(config, { metrics, logger });
+      const { vad, recognizer, synthesizer, unavailable } = workers.engines;
+      const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
+        if (engine !== undefined) slot.set(engine);
+        else {
+          slot.markUnavailable(why ?? 'it did not load');
+          logger.warn({ engine: slot.name, reason: why }, 'engine not available');
+        }
+      };
+      fill(engines.vad, vad, unavailable.vad);
+      fill(engines.recognizer, recognizer, unavailable.recognizer);
+      fill(
+        engines.synthesizer,
+        synthesizer &&
+          createCachedSynthesizer(synthesizer, {
+            maxBytes: config.performance.tts_cache_mb * 1024 * 1024,
+            onLookup: (result) => metrics.ttsCache.inc({ result }),
+          }),
+        unavailable.synthesizer,
+      );
+    },
     async stop(graceMs = config.service.drain_grace_seconds * 1000) {
       await transport.drain(graceMs);
+      await workers?.close();
       await metricsServer?.close();
     },
   };

@@ -31,9 +31,17 @@ async function main(): Promise<void> {
   logger.info({ config: redactedConfig(config) }, 'starting');
   const { grpcPort, metricsPort } = await server.start();
   logger.info({ grpcPort, metricsPort, host: config.service.host }, 'listening');
-  for (const slot of Object.values(server.engines)) {
-    if (slot.current() === undefined) slot.markUnavailable('no engine for it is built into this version yet');
-  }
+  server.loadEngines().then(
+    () => logger.info({ health: server.health.status('') }, 'engines loaded'),
+    (error: unknown) => {
+      logger.error({ err: error }, 'model workers failed to start; engine-backed services stay NOT_SERVING');
+      for (const slot of Object.values(server.engines)) {
+        slot.markUnavailable(
+          `the model workers failed to start: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      }
+    },
+  );
 
   let stopping = false;
   const stop = (signal: string) => {

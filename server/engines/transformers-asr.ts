@@ -127,6 +127,7 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
 
   return {
     defaultModel: options.defaultModel,
+    allowedModels: allowed,
     maxInputSamples,
 
     async load(modelId) {

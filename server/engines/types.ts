@@ -46,6 +46,8 @@ export interface Recognition {
 /** Speech recognition over 16 kHz mono audio. */
 export interface SpeechRecognizer {
   readonly defaultModel: string;
+  /** Models a stream may ask for besides the default. */
+  readonly allowedModels: readonly string[];
   /** Longest audio the model takes in one call, in samples at 16 kHz. */
   readonly maxInputSamples: number;
   /**

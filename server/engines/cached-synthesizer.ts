@@ -1,0 +1,65 @@
+import type { PcmAudio, SpeechSynthesizer, SynthesizeOptions, VoiceInfo } from './types.js';
+
+export interface SynthesisCacheOptions {
+  /** Capacity in bytes of audio kept; 0 disables the cache. */
+  readonly maxBytes: number;
+  readonly onLookup?: (result: 'hit' | 'miss') => void;
+}
+
+export interface CachedSynthesizer extends SpeechSynthesizer {
+  /** Bytes of audio held now. */
+  readonly cachedBytes: number;
+}
+
+/**
+ * A least-recently-used cache of synthesized sentences in front of a synthesizer, keyed by voice,
+ * speed and text, so repeated phrases (greetings, confirmations) cost nothing. Output format is
+ * applied later, so one entry serves every encoding and rate.
+ */
+export function createCachedSynthesizer(
+  inner: SpeechSynthesizer,
+  options: SynthesisCacheOptions,
+): CachedSynthesizer {
+  const entries = new Map<string, PcmAudio>();
+  let bytes = 0;
+
+  const remember = (key: string, audio: PcmAudio) => {
+    const size = audio.samples.byteLength;
+    if (size > options.maxBytes) return;
+    entries.set(key, audio);
+    bytes += size;
+    for (const [oldest, value] of entries) {
+      if (bytes <= options.maxBytes) break;
+      entries.delete(oldest);
+      bytes -= value.samples.byteLength;
+    }
+  };
+
+  return {
+    get cachedBytes() {
+      return bytes;
+    },
+    voices: (): readonly VoiceInfo[] => inner.voices(),
+    async synthesize(text: string, call: SynthesizeOptions): Promise<PcmAudio> {
+      if (options.maxBytes <= 0) return inner.synthesize(text, call);
+      const key = `${call.voice}\u0000${call.speed}\u0000${text}`;
+      const cached = entries.get(key);
+      if (cached) {
+        entries.delete(key);
+        entries.set(key, cached);
+        options.onLookup?.('hit');
+        call.signal.throwIfAborted();
+        return copy(cached);
+      }
+      options.onLookup?.('miss');
+      const audio = await inner.synthesize(text, call);
+      remember(key, audio);
+      return copy(audio);
+    },
+  };
+}
+
+/** Callers may transfer or modify what they get; the cache keeps its own copy. */
+function copy(audio: PcmAudio): PcmAudio {
+  return { samples: audio.samples.slice(), sampleRate: audio.sampleRate };
+}

@@ -1,0 +1,60 @@
+import { Reason, VoiceError } from '../errors.js';
+import { createAudioDecoder } from './audio-decode.js';
+import type { InputFormat } from './audio-format.js';
+import { createResampler, type Resampler } from './resample.js';
+
+/** The sample rate every recognition stage works at. */
+export const RECOGNITION_RATE = 16_000;
+
+export interface AudioInputLimits {
+  /** Largest single chunk, in bytes (performance.max_audio_chunk_bytes). */
+  readonly maxChunkBytes: number;
+  /** Longest audio per stream, in seconds (performance.max_audio_seconds). */
+  readonly maxAudioSeconds: number;
+}
+
+/**
+ * Decodes a stream of audio chunks in the configured format and resamples it to 16 kHz mono, with
+ * the decoder's and resampler's state kept across chunks. Ends with everything the resampler held.
+ */
+export async function* toRecognitionAudio(
+  chunks: AsyncIterable<Uint8Array>,
+  format: InputFormat,
+  limits: AudioInputLimits,
+): AsyncGenerator<Float32Array> {
+  const decoder = createAudioDecoder(format);
+  let resampler: Resampler | undefined;
+  let inputSamples = 0;
+  const resample = async (samples: Float32Array): Promise<Float32Array> => {
+    if (samples.length === 0) return samples;
+    const rate = decoder.sampleRate;
+    if (rate === undefined) throw new Error('decoded samples before the sample rate was known');
+    inputSamples += samples.length;
+    if (inputSamples > limits.maxAudioSeconds * rate) {
+      throw new VoiceError(
+        Reason.LimitExceeded,
+        `audio: the stream is longer than performance.max_audio_seconds (${limits.maxAudioSeconds} s)`,
+      );
+    }
+    resampler ??= await createResampler(rate, RECOGNITION_RATE);
+    return resampler.push(samples);
+  };
+  try {
+    for await (const chunk of chunks) {
+      if (chunk.length > limits.maxChunkBytes) {
+        throw new VoiceError(
+          Reason.LimitExceeded,
+          `audio: a chunk of ${chunk.length} bytes is larger than performance.max_audio_chunk_bytes (${limits.maxChunkBytes})`,
+        );
+      }
+      const samples = await resample(decoder.push(chunk));
+      if (samples.length > 0) yield samples;
+    }
+    const rest = await resample(decoder.end());
+    if (rest.length > 0) yield rest;
+    const held = resampler?.flush();
+    if (held && held.length > 0) yield held;
+  } finally {
+    resampler?.close();
+  }
+}

@@ -1,0 +1,61 @@
+import type { VadSession } from '../engines/types.js';
+import type { SegmenterEvent, UtteranceSegmenter } from './utterance-segmenter.js';
+
+/** After each batch: how far the stream's audio has been analysed, in milliseconds. */
+export interface ProgressEvent {
+  readonly type: 'progress';
+  readonly offsetMs: number;
+}
+
+export type DetectorEvent = SegmenterEvent | ProgressEvent;
+
+/** Frames sent to the VAD in one call at least (64 ms), so a stream costs few worker messages. */
+const MIN_BATCH_FRAMES = 2;
+
+/**
+ * Runs 16 kHz audio through the VAD in batches of whole frames and the segmenter frame by frame,
+ * yielding speech events, finished utterances and progress as they happen. Audio the VAD calls silence goes
+ * no further than the segmenter's padding buffer.
+ */
+export async function* detectSpeech(
+  audio: AsyncIterable<Float32Array>,
+  vad: VadSession,
+  segmenter: UtteranceSegmenter,
+  signal: AbortSignal,
+): AsyncGenerator<DetectorEvent> {
+  const frame = vad.frameSamples;
+  let pending = new Float32Array(0);
+  let lastProbability = 0;
+  let analysedSamples = 0;
+
+  const process = async function* (samples: Float32Array): AsyncGenerator<DetectorEvent> {
+    const frames = Math.floor(samples.length / frame);
+    // The engine may take the batch's buffer (it crosses to a worker), so it gets its own copy.
+    const probabilities = await vad.probabilities(samples.slice(0, frames * frame), { signal });
+    for (let index = 0; index < frames; index += 1) {
+      lastProbability = probabilities[index] ?? 0;
+      yield* segmenter.push(samples.subarray(index * frame, (index + 1) * frame), lastProbability);
+    }
+    analysedSamples += frames * frame;
+    yield { type: 'progress', offsetMs: analysedSamples / 16 };
+  };
+
+  for await (const chunk of audio) {
+    const joined = new Float32Array(pending.length + chunk.length);
+    joined.set(pending);
+    joined.set(chunk, pending.length);
+    const usable = Math.floor(joined.length / frame) * frame;
+    if (usable < MIN_BATCH_FRAMES * frame) {
+      pending = joined;
+      continue;
+    }
+    yield* process(joined.subarray(0, usable));
+    pending = joined.slice(usable);
+  }
+  const whole = Math.floor(pending.length / frame) * frame;
+  if (whole > 0) yield* process(pending.subarray(0, whole));
+  // The last partial frame is too short for the VAD; it continues the last decision.
+  const tail = pending.subarray(whole);
+  if (tail.length > 0) yield* segmenter.push(tail, lastProbability);
+  yield* segmenter.end();
+}

@@ -1,0 +1,173 @@
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { PcmAudio, SpeechSynthesizer } from '../engines/types.js';
+import { invalidArgument, Reason, throwIfAborted, VoiceError } from '../errors.js';
+import type { SynthesizeResponseSchema } from '../gen/cortex/voice/v1/synthesis_pb.js';
+import { createAudioEncoder } from '../pipeline/audio-encode.js';
+import { toAudioEncoding } from '../pipeline/audio-format.js';
+import { createChannel } from '../pipeline/channel.js';
+import { createResampler, type Resampler } from '../pipeline/resample.js';
+import { createSentenceSplitter, type TextSegment } from '../pipeline/sentence-split.js';
+import { codePointLength, sanitizeText } from '../pipeline/text-input.js';
+import type { SynthesisSettings } from './synthesis-config.js';
+
+export type SynthesizeResponseInit = MessageInitShape<typeof SynthesizeResponseSchema>;
+
+/** What a client sends after the config: text to append, or a flush. */
+export type TextInput = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'flush' };
+
+export interface SynthesisLimits {
+  /** Longest text in one request, in characters (models.tts.max_text_chars). */
+  readonly maxTextChars: number;
+  /** Longest text in one stream, in characters (models.tts.max_stream_text_chars). */
+  readonly maxStreamTextChars: number;
+}
+
+export interface SynthesizeSessionDeps {
+  readonly synthesizer: SpeechSynthesizer;
+  readonly limits: SynthesisLimits;
+  /** Sentences of one stream synthesized at once (they still come out in order). */
+  readonly parallelism: number;
+}
+
+/** Longest audio in one response, in seconds, so one long sentence still streams in pieces. */
+const MAX_CHUNK_SECONDS = 1;
+
+/**
+ * One synthesis: text fragments in, audio out. Text is split into sentences and clauses as it
+ * arrives; each is synthesized as soon as it is complete, a few at a time, and its audio is sent in
+ * input order with a sequence number, its sample offset and the span of text it speaks. When the
+ * input ends, the rest is spoken and every chunk delivered; an abort stops all work.
+ */
+export function synthesizeStream(
+  input: AsyncIterable<TextInput>,
+  settings: SynthesisSettings,
+  deps: SynthesizeSessionDeps,
+  signal: AbortSignal,
+): AsyncIterable<SynthesizeResponseInit> {
+  const out = createChannel<SynthesizeResponseInit>();
+  const splitter = createSentenceSplitter({ language: settings.voice.language.split('-')[0] ?? 'en' });
+  const encoder = createAudioEncoder({ encoding: settings.output.encoding, sampleRate: settings.sampleRate });
+  const format = {
+    encoding: toAudioEncoding(settings.output.encoding),
+    sampleRateHz: settings.sampleRate,
+    channels: 1,
+  };
+  const slots = createSlots(deps.parallelism);
+  let resampler: Resampler | undefined;
+  let ordered: Promise<void> = Promise.resolve();
+  let sequenceNumber = 0;
+  let sampleOffset = 0;
+  let receivedChars = 0;
+  let lastSegment: TextSegment | undefined;
+
+  const emit = (samples: Float32Array, segment: TextSegment) => {
+    const perChunk = settings.sampleRate * MAX_CHUNK_SECONDS;
+    for (let start = 0; start === 0 || start < samples.length; start += perChunk) {
+      const chunk = samples.subarray(start, start + perChunk);
+      out.push({
+        audio: encoder.encode(chunk),
+        sequenceNumber: sequenceNumber++,
+        sampleOffset: BigInt(sampleOffset),
+        sampleCount: chunk.length,
+        textSpan: { start: segment.start, end: segment.end },
+        text: segment.text,
+        format,
+        voice: settings.voice.id,
+      });
+      sampleOffset += chunk.length;
+    }
+  };
+
+  const toOutputRate = async (audio: PcmAudio): Promise<Float32Array> => {
+    if (audio.sampleRate === settings.sampleRate) return audio.samples;
+    resampler ??= await createResampler(audio.sampleRate, settings.sampleRate, { quality: 'medium' });
+    return resampler.push(audio.samples);
+  };
+
+  const schedule = (segments: readonly TextSegment[]) => {
+    for (const segment of segments) {
+      const audio = slots.run(() =>
+        deps.synthesizer.synthesize(segment.text, {
+          voice: settings.voice.id,
+          speed: settings.speed,
+          signal,
+        }),
+      );
+      audio.catch(() => {});
+      lastSegment = segment;
+      ordered = ordered.then(async () => emit(await toOutputRate(await audio), segment));
+    }
+  };
+
+  const run = async () => {
+    for await (const item of input) {
+      throwIfAborted(signal);
+      if (item.kind === 'flush') {
+        schedule(splitter.flush());
+        continue;
+      }
+      const length = codePointLength(item.text);
+      if (length > deps.limits.maxTextChars) {
+        throw invalidArgument(
+          'text',
+          `${length} characters is more than the maximum of ${deps.limits.maxTextChars} per request`,
+        );
+      }
+      receivedChars += length;
+      if (receivedChars > deps.limits.maxStreamTextChars) {
+        throw new VoiceError(
+          Reason.LimitExceeded,
+          `text: the stream carries more than models.tts.max_stream_text_chars (${deps.limits.maxStreamTextChars}) characters`,
+        );
+      }
+      schedule(splitter.push(sanitizeText(item.text)));
+    }
+    schedule(splitter.flush());
+    await ordered;
+    const held = resampler?.flush();
+    if (held && held.length > 0 && lastSegment) emit(held, lastSegment);
+  };
+
+  run()
+    .catch(async (error: unknown) => {
+      // Audio already synthesized is delivered before the error ends the call.
+      await ordered.catch(() => {});
+      throw error;
+    })
+    .then(
+      () => out.close(),
+      (error: unknown) => out.fail(error),
+    )
+    .finally(() => resampler?.close());
+
+  const onAbort = () => out.fail(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        throwIfAborted(signal);
+        yield* out;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+    },
+  };
+}
+
+/** Runs at most `size` tasks at once, in the order they were given. */
+function createSlots(size: number) {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return {
+    async run<T>(task: () => Promise<T>): Promise<T> {
+      if (running >= size) await new Promise<void>((resolve) => waiting.push(resolve));
+      running += 1;
+      try {
+        return await task();
+      } finally {
+        running -= 1;
+        waiting.shift()?.();
+      }
+    },
+  };
+}

@@ -1,0 +1,209 @@
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { Recognition, SpeechRecognizer, TimedSpan, VoiceActivityDetector } from '../engines/types.js';
+import { Reason, throwIfAborted, VoiceError } from '../errors.js';
+import type {
+  TranscribeResponseSchema,
+  TranscriptResultSchema,
+} from '../gen/cortex/voice/v1/transcription_pb.js';
+import { type AudioInputLimits, toRecognitionAudio } from '../pipeline/audio-input.js';
+import { createChannel } from '../pipeline/channel.js';
+import { detectSpeech } from '../pipeline/speech-detector.js';
+import { createUtteranceSegmenter, type PartialUtteranceEvent } from '../pipeline/utterance-segmenter.js';
+import type { TranscriptionSettings } from './transcription-config.js';
+
+export type TranscribeResponseInit = MessageInitShape<typeof TranscribeResponseSchema>;
+type ResultInit = MessageInitShape<typeof TranscriptResultSchema>;
+
+export interface TranscribeSessionDeps {
+  readonly vad: VoiceActivityDetector;
+  readonly recognizer: SpeechRecognizer;
+  readonly limits: AudioInputLimits;
+}
+
+/** Job priorities in the worker pool: finals always go before interims. */
+const FINAL_PRIORITY = 'final' as const;
+const INTERIM_PRIORITY = 'interim' as const;
+
+/**
+ * One transcription: audio chunks in, events out. Speech events are sent as the VAD decides; each
+ * utterance is recognised as soon as it ends, in parallel with the audio that follows, and finals
+ * are sent in utterance order. Interim results re-recognise the growing utterance every
+ * `interimIntervalMs` of audio and are dropped once the utterance's final is under way. When the
+ * audio ends every pending final is delivered; when the call is aborted, all work stops.
+ */
+export interface TranscribeHooks {
+  /** How much of the audio has been analysed, in milliseconds, after each batch. */
+  readonly onProgress?: (offsetMs: number) => void;
+}
+
+export function transcribeStream(
+  audio: AsyncIterable<Uint8Array>,
+  settings: TranscriptionSettings,
+  deps: TranscribeSessionDeps,
+  signal: AbortSignal,
+  hooks: TranscribeHooks = {},
+): AsyncIterable<TranscribeResponseInit> {
+  const out = createChannel<TranscribeResponseInit>();
+  const vadSession = deps.vad.openSession();
+  const segmenter = createUtteranceSegmenter(settings.segmenter);
+  let finals: Promise<void> = Promise.resolve();
+  let interim: { utterance: number; endMs: number; controller: AbortController } | undefined;
+  let lastInterimEndMs = -Infinity;
+  let finalisedUtterance = -1;
+
+  const recognize = (samples: Float32Array, priority: 'final' | 'interim', callSignal: AbortSignal) =>
+    deps.recognizer.recognize(samples, {
+      signal: callSignal,
+      language: settings.language,
+      timestamps: priority === FINAL_PRIORITY ? settings.timestamps : 'none',
+      priority,
+      model: settings.model,
+    });
+
+  const recognizeFinal = async (samples: Float32Array): Promise<Recognition> => {
+    try {
+      // The worker may take the buffer; keep a copy in case a crashed worker means one retry.
+      return await recognize(samples.slice(), FINAL_PRIORITY, signal);
+    } catch (error) {
+      if (!(error instanceof VoiceError) || error.reason !== Reason.WorkerCrashed || signal.aborted)
+        throw error;
+      return recognize(samples, FINAL_PRIORITY, signal);
+    }
+  };
+
+  const startInterim = (partial: PartialUtteranceEvent) => {
+    const controller = new AbortController();
+    const current = { utterance: partial.utteranceIndex, endMs: partial.endMs, controller };
+    interim = current;
+    lastInterimEndMs = partial.endMs;
+    recognize(partial.audio.slice(), INTERIM_PRIORITY, AbortSignal.any([signal, controller.signal]))
+      .then((recognition) => {
+        if (
+          controller.signal.aborted ||
+          finalisedUtterance >= partial.utteranceIndex ||
+          recognition.text === ''
+        )
+          return;
+        out.push({ event: { case: 'result', value: toResult(recognition, partial, false, settings) } });
+      })
+      .catch(() => {
+        // An interim that fails or is overtaken by its final is simply not sent.
+      })
+      .finally(() => {
+        if (interim === current) interim = undefined;
+      });
+  };
+
+  const maybeInterim = () => {
+    if (!settings.interimResults || interim !== undefined) return;
+    const partial = segmenter.snapshot();
+    if (!partial || partial.endMs - Math.max(lastInterimEndMs, partial.startMs) < settings.interimIntervalMs)
+      return;
+    startInterim(partial);
+  };
+
+  const run = async () => {
+    const events = detectSpeech(
+      toRecognitionAudio(audio, settings.format, deps.limits),
+      vadSession,
+      segmenter,
+      signal,
+    );
+    for await (const event of events) {
+      switch (event.type) {
+        case 'speech-started':
+          lastInterimEndMs = event.offsetMs;
+          out.push({
+            event: {
+              case: 'speechStarted',
+              value: { utteranceIndex: event.utteranceIndex, offsetMs: ms(event.offsetMs) },
+            },
+          });
+          break;
+        case 'speech-ended':
+          out.push({
+            event: {
+              case: 'speechEnded',
+              value: { utteranceIndex: event.utteranceIndex, offsetMs: ms(event.offsetMs) },
+            },
+          });
+          break;
+        case 'utterance': {
+          finalisedUtterance = event.utteranceIndex;
+          if (interim?.utterance === event.utteranceIndex) interim.controller.abort();
+          const recognition = recognizeFinal(event.audio);
+          recognition.catch(() => {});
+          finals = finals.then(async () => {
+            const result = await recognition;
+            out.push({ event: { case: 'result', value: toResult(result, event, true, settings) } });
+          });
+          break;
+        }
+        case 'progress':
+          hooks.onProgress?.(event.offsetMs);
+          maybeInterim();
+          break;
+      }
+    }
+  };
+
+  run()
+    .then(
+      () => finals,
+      async (error: unknown) => {
+        // Results already computed are delivered before the error ends the call.
+        await finals.catch(() => {});
+        throw error;
+      },
+    )
+    .then(
+      () => out.close(),
+      (error: unknown) => out.fail(error),
+    )
+    .finally(() => {
+      interim?.controller.abort();
+      vadSession.close();
+    });
+
+  const onAbort = () => out.fail(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        throwIfAborted(signal);
+        yield* out;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+    },
+  };
+}
+
+function toResult(
+  recognition: Recognition,
+  span: { utteranceIndex: number; startMs: number; endMs: number },
+  isFinal: boolean,
+  settings: TranscriptionSettings,
+): ResultInit {
+  const shift = (items: readonly TimedSpan[]) =>
+    items.map((item) => ({
+      text: item.text,
+      startMs: ms(span.startMs + item.startMs),
+      endMs: ms(span.startMs + item.endMs),
+    }));
+  return {
+    text: recognition.text,
+    isFinal,
+    utteranceIndex: span.utteranceIndex,
+    startMs: ms(span.startMs),
+    endMs: ms(span.endMs),
+    language: recognition.language,
+    model: recognition.model,
+    segments: isFinal && settings.timestamps !== 'none' ? shift(recognition.segments) : [],
+    words: isFinal && settings.timestamps === 'word' ? shift(recognition.words) : [],
+  };
+}
+
+function ms(value: number): number {
+  return Math.max(0, Math.round(value));
+}

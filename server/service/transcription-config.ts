@@ -1,0 +1,93 @@
+import type { Config } from '../config.js';
+import type { SpeechRecognizer, TimestampMode } from '../engines/types.js';
+import { invalidArgument } from '../errors.js';
+import { TimestampGranularity, type TranscriptionConfig } from '../gen/cortex/voice/v1/transcription_pb.js';
+import { type InputFormat, validateInputFormat } from '../pipeline/audio-format.js';
+import { RECOGNITION_RATE } from '../pipeline/audio-input.js';
+import { resolveSegmenterConfig, type SegmenterConfig } from '../pipeline/utterance-segmenter.js';
+
+/** A TranscriptionConfig checked field by field, with the server's defaults filled in. */
+export interface TranscriptionSettings {
+  readonly format: InputFormat;
+  /** ISO 639-1, or undefined to detect. */
+  readonly language: string | undefined;
+  readonly interimResults: boolean;
+  readonly interimIntervalMs: number;
+  readonly segmenter: SegmenterConfig;
+  readonly timestamps: TimestampMode;
+  /** The model to use, undefined for the recognizer's default. */
+  readonly model: string | undefined;
+}
+
+const LANGUAGE = /^[a-z]{2,3}$/;
+
+export function resolveTranscriptionSettings(
+  config: TranscriptionConfig | undefined,
+  defaults: Config['models'],
+  recognizer: SpeechRecognizer,
+): TranscriptionSettings {
+  if (config === undefined) throw invalidArgument('config', 'missing; set config.audio_format at least');
+  const format = validateInputFormat(config.audioFormat);
+  const language = resolveLanguage(config.language, defaults.stt.language);
+  const interval =
+    config.interimIntervalMs === 0 ? defaults.stt.interim_interval_ms : config.interimIntervalMs;
+  if (interval < 250 || interval > 10_000) {
+    throw invalidArgument(
+      'config.interim_interval_ms',
+      `${interval} is out of range; allowed 250 to 10000, or 0 for the default`,
+    );
+  }
+  const endpointing = config.endpointing;
+  const segmenter = resolveSegmenterConfig({
+    threshold: endpointing?.speechThreshold ?? defaults.vad.threshold,
+    minSpeechMs: endpointing?.minSpeechDurationMs ?? defaults.vad.min_speech_ms,
+    minSilenceMs: endpointing?.minSilenceDurationMs ?? defaults.vad.min_silence_ms,
+    speechPadMs: endpointing?.speechPadMs ?? defaults.vad.speech_pad_ms,
+    maxUtteranceMs: Math.floor((recognizer.maxInputSamples / RECOGNITION_RATE) * 1000),
+  });
+  const model = config.model === '' ? undefined : config.model;
+  if (model !== undefined && model !== recognizer.defaultModel && !recognizer.allowedModels.includes(model)) {
+    const allowed = [
+      recognizer.defaultModel,
+      ...recognizer.allowedModels.filter((id) => id !== recognizer.defaultModel),
+    ];
+    throw invalidArgument('config.model', `"${model}" is not offered; allowed: ${allowed.join(', ')}`);
+  }
+  return {
+    format,
+    language,
+    interimResults: config.interimResults,
+    interimIntervalMs: interval,
+    segmenter,
+    timestamps: timestampMode(config.timestamps),
+    model,
+  };
+}
+
+function resolveLanguage(requested: string, fallback: string): string | undefined {
+  const value = (requested === '' ? fallback : requested).trim().toLowerCase();
+  if (value === 'auto') return undefined;
+  if (!LANGUAGE.test(value)) {
+    throw invalidArgument(
+      'config.language',
+      `"${requested}" is not an ISO 639-1 code; use e.g. "en", or "auto" to detect`,
+    );
+  }
+  return value;
+}
+
+function timestampMode(granularity: TimestampGranularity): TimestampMode {
+  switch (granularity) {
+    case TimestampGranularity.UNSPECIFIED:
+      return 'none';
+    case TimestampGranularity.SEGMENT:
+      return 'segment';
+    case TimestampGranularity.WORD:
+      return 'word';
+    default:
+      throw invalidArgument(
+        'config.timestamps',
+        `${String(granularity)} is not a known granularity; allowed TIMESTAMP_GRANULARITY_UNSPECIFIED, _SEGMENT, _WORD`,
+      );
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * Runs inside a model worker: builds the engines its `workerData` names with the ordinary factories,
+ * loads and warms them up once, and turns them into job handlers. An engine that cannot load (model
+ * folder missing, voice data broken) does not stop the worker: the report says why, so the server
+ * keeps that service NOT_SERVING with the reason while the rest serves.
+ */
+import { createEspeakSynthesizer, ESPEAK_DEFAULT_VOICE } from '../engines/espeak-ng.js';
+import { createSileroVad } from '../engines/silero-vad.js';
+import { createTransformersRecognizer } from '../engines/transformers-asr.js';
+import { createTransformersSynthesizer } from '../engines/transformers-tts.js';
+import type { PcmAudio, SpeechSynthesizer, VoiceInfo } from '../engines/types.js';
+import { Reason, VoiceError } from '../errors.js';
+import type { AsrSpec, EngineJobs, EngineReport, EngineWorkerData, TtsSpec, VadSpec } from './messages.js';
+
+export interface JobOutcome {
+  readonly result: unknown;
+  /** Buffers inside `result` to move to the main thread. */
+  readonly transfer?: readonly ArrayBuffer[];
+  /** Model label of the inference metric. */
+  readonly model?: string;
+}
+
+export type JobHandler = (payload: unknown, signal: AbortSignal) => Promise<JobOutcome>;
+
+export interface EngineHost {
+  readonly report: EngineReport;
+  readonly handlers: ReadonlyMap<string, JobHandler>;
+}
+
+type Handlers = Map<string, JobHandler>;
+
+/** Builds, loads and warms up every engine named in `data`. Rejects only on unexpected failures. */
+export async function loadEngines(data: EngineWorkerData): Promise<EngineHost> {
+  const handlers: Handlers = new Map();
+  const report: { -readonly [K in keyof EngineReport]: EngineReport[K] } = {};
+  if (data.vad !== undefined) report.vad = await loadVad(data.vad, handlers);
+  if (data.asr !== undefined) report.asr = await loadAsr(data.asr, handlers);
+  if (data.tts !== undefined) report.tts = await loadTts(data.tts, handlers);
+  return { report, handlers };
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof VoiceError) return error.rawMessage;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The array itself when it owns its whole buffer, else a copy that does: only whole buffers are moved. */
+function owning(array: Float32Array): Float32Array {
+  const whole = array.byteOffset === 0 && array.byteLength === array.buffer.byteLength;
+  return whole && array.buffer instanceof ArrayBuffer ? array : array.slice();
+}
+
+async function loadVad(spec: VadSpec, handlers: Handlers): Promise<NonNullable<EngineReport['vad']>> {
+  let vad: Awaited<ReturnType<typeof createSileroVad>>;
+  try {
+    vad = await createSileroVad({ version: spec.version, threads: spec.threads });
+    await vad.infer(new Float32Array(4 * 512), vad.initialState());
+  } catch (error) {
+    return { available: false, reason: messageOf(error) };
+  }
+  const handler = async (payload: EngineJobs['vad']['payload'], signal: AbortSignal): Promise<JobOutcome> => {
+    signal.throwIfAborted();
+    const { probabilities, state } = await vad.infer(payload.frames, payload.state);
+    return {
+      result: { probabilities, state } satisfies EngineJobs['vad']['result'],
+      transfer: [probabilities.buffer as ArrayBuffer, state.buffer as ArrayBuffer],
+      model: vad.model,
+    };
+  };
+  handlers.set('vad', handler as JobHandler);
+  return { available: true, model: vad.model, frameSamples: 512, stateLength: vad.stateLength };
+}
+
+async function loadAsr(spec: AsrSpec, handlers: Handlers): Promise<NonNullable<EngineReport['asr']>> {
+  const recognizer = createTransformersRecognizer({ ...spec, device: 'cpu' });
+  try {
+    await recognizer.warmUp();
+  } catch (error) {
+    return { available: false, reason: messageOf(error) };
+  }
+  const handler = async (
+    { audio, language, timestamps, model }: EngineJobs['recognize']['payload'],
+    signal: AbortSignal,
+  ): Promise<JobOutcome> => {
+    const result = await recognizer.recognize(audio, {
+      language,
+      timestamps,
+      model,
+      signal,
+      priority: 'final',
+    });
+    return { result, model: result.model };
+  };
+  handlers.set('recognize', handler as JobHandler);
+  return {
+    available: true,
+    defaultModel: recognizer.defaultModel,
+    maxInputSamples: recognizer.maxInputSamples,
+    allowedModels: [...new Set([spec.defaultModel, ...spec.allowedModels])],
+  };
+}
+
+async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<EngineReport['tts']>> {
+  const unavailable: { what: string; reason: string }[] = [];
+  const voices: VoiceInfo[] = [];
+  let espeak: SpeechSynthesizer | undefined;
+  let neural: SpeechSynthesizer | undefined;
+  const warm = { signal: new AbortController().signal, speed: 1 };
+
+  if (spec.espeak) {
+    const defaultVoice = spec.defaultVoice.startsWith('espeak:') ? spec.defaultVoice : ESPEAK_DEFAULT_VOICE;
+    const engine = createEspeakSynthesizer({ defaultVoice });
+    try {
+      await engine.load();
+      await engine.synthesize('ready', { ...warm, voice: defaultVoice });
+      espeak = engine;
+      voices.push(...engine.voices());
+    } catch (error) {
+      unavailable.push({ what: 'espeak-ng', reason: messageOf(error) });
+    }
+  }
+  if (spec.neural.models.length > 0) {
+    const engine = createTransformersSynthesizer(spec.neural);
+    const loaded = await engine.load();
+    for (const model of loaded.unavailable) unavailable.push({ what: model.model, reason: model.reason });
+    for (const voice of loaded.voices) {
+      try {
+        await engine.synthesize('ready', { ...warm, voice: voice.id });
+        voices.push(voice);
+      } catch (error) {
+        unavailable.push({ what: voice.id, reason: messageOf(error) });
+      }
+    }
+    if (loaded.voices.length > 0) neural = engine;
+  }
+
+  const byId = new Map(voices.map((voice) => [voice.id, voice]));
+  if (!byId.has(spec.defaultVoice)) {
+    const why = unavailable.map((u) => `${u.what}: ${u.reason}`).join('; ');
+    return {
+      available: false,
+      reason:
+        `the default voice "${spec.defaultVoice}" (models.tts.voice) is not available` +
+        (voices.length > 0 ? `; loaded voices: ${voices.length}` : '; no voice loaded') +
+        (why === '' ? '' : ` (${why})`),
+    };
+  }
+
+  const synthesize = async (
+    { text, voice, speed }: EngineJobs['synthesize']['payload'],
+    signal: AbortSignal,
+  ): Promise<JobOutcome> => {
+    const id = voice === '' ? spec.defaultVoice : voice;
+    const options = { voice: id, speed, signal };
+    let audio: PcmAudio;
+    let speedApplied: boolean;
+    if (neural !== undefined && (id.startsWith('vits:') || espeak === undefined)) {
+      audio = await neural.synthesize(text, options);
+      speedApplied = false;
+    } else if (espeak !== undefined) {
+      audio = await espeak.synthesize(text, options);
+      speedApplied = true;
+    } else {
+      throw new VoiceError(Reason.UnknownResource, `voice: unknown voice "${voice}"`);
+    }
+    const samples = owning(audio.samples);
+    const info = byId.get(id);
+    return {
+      result: {
+        samples,
+        sampleRate: audio.sampleRate,
+        speedApplied,
+      } satisfies EngineJobs['synthesize']['result'],
+      transfer: [samples.buffer as ArrayBuffer],
+      model: info === undefined ? 'unknown' : info.model === '' ? info.engine : info.model,
+    };
+  };
+  handlers.set('synthesize', synthesize as JobHandler);
+  handlers.set('voices', async () => ({ result: voices }));
+  return { available: true, defaultVoice: spec.defaultVoice, voices, unavailable };
+}

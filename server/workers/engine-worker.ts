@@ -1,0 +1,119 @@
+/**
+ * Entry of a model worker thread. Loads the engines its workerData names (once), reports `ready`,
+ * then serves jobs one at a time; a `cancel` aborts the job's signal, which the engines check.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Reason, VoiceError } from '../errors.js';
+import { type JobHandler, type JobOutcome, loadEngines } from './engine-host.js';
+import type { EngineWorkerData, FromWorker, TestJobs, ToWorker, WireError } from './messages.js';
+
+const port = parentPort;
+if (port === null) throw new Error('engine-worker.js must run in a worker thread');
+
+const data = workerData as EngineWorkerData;
+const loadStarted = performance.now();
+const host = await loadEngines(data);
+const handlers = new Map(host.handlers);
+if (data.testHooks === true) for (const [kind, handler] of testHandlers()) handlers.set(kind, handler);
+
+const running = new Map<number, AbortController>();
+/** The buffers the last result moved out, for the `lastTransfer` test hook. */
+let lastTransfer: readonly ArrayBuffer[] = [];
+
+port.on('message', (message: ToWorker) => {
+  if (message.type === 'cancel') {
+    running.get(message.id)?.abort(new VoiceError(Reason.Cancelled, 'the call was cancelled'));
+    return;
+  }
+  void runJob(message.id, message.kind, message.payload);
+});
+post({ type: 'ready', report: host.report, loadSeconds: (performance.now() - loadStarted) / 1000 });
+
+function post(message: FromWorker, transfer: readonly ArrayBuffer[] = []): void {
+  port?.postMessage(message, transfer);
+}
+
+async function runJob(id: number, kind: string, payload: unknown): Promise<void> {
+  const controller = new AbortController();
+  running.set(id, controller);
+  const started = performance.now();
+  const seconds = () => (performance.now() - started) / 1000;
+  try {
+    const handler = handlers.get(kind);
+    if (handler === undefined) {
+      throw new VoiceError(Reason.EngineUnavailable, `this model worker has no engine for "${kind}" jobs`);
+    }
+    const outcome: JobOutcome = await handler(payload, controller.signal);
+    const transfer = outcome.transfer ?? [];
+    post(
+      {
+        type: 'result',
+        id,
+        result: outcome.result,
+        seconds: seconds(),
+        ...(outcome.model === undefined ? {} : { model: outcome.model }),
+      },
+      transfer,
+    );
+    lastTransfer = transfer;
+  } catch (error) {
+    post({ type: 'error', id, error: toWire(error), seconds: seconds() });
+  } finally {
+    running.delete(id);
+  }
+}
+
+/** VoiceErrors keep reason, message and retry hint; anything else goes out generic, its stack as detail. */
+function toWire(error: unknown): WireError {
+  if (error instanceof VoiceError) {
+    const cause: unknown = error.cause;
+    const detail =
+      error.reason === Reason.Internal ? stackOf(cause === undefined ? error : cause) : undefined;
+    return {
+      reason: error.reason,
+      message: error.rawMessage,
+      ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+      ...(detail === undefined ? {} : { detail }),
+    };
+  }
+  return { reason: Reason.Internal, message: 'internal error', detail: stackOf(error) };
+}
+
+function stackOf(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
+
+/** Job kinds that exist only with `testHooks: true`, to prove the pool's behaviour in tests. */
+function testHandlers(): Map<string, JobHandler> {
+  const hooks: {
+    [K in keyof TestJobs]: (payload: TestJobs[K]['payload'], signal: AbortSignal) => Promise<JobOutcome>;
+  } = {
+    async echo(payload) {
+      return { result: payload, transfer: payload.buffer === undefined ? [] : [payload.buffer] };
+    },
+    async sleep({ ms, ignoreAbort = false }, signal) {
+      await sleep(ms, undefined, ignoreAbort ? {} : { signal });
+      return { result: ms, model: 'test-sleep' };
+    },
+    async crash({ mode }) {
+      if (mode === 'exit') process.exit(3);
+      if (mode === 'throw') {
+        setImmediate(() => {
+          throw new Error('test hook: uncaught exception in the worker');
+        });
+        return new Promise<never>(() => {});
+      }
+      const hog: number[][] = [];
+      for (;;) hog.push(Array.from({ length: 1 << 16 }, (_, i) => i + hog.length));
+    },
+    async fail({ reason, message, retryAfterMs }) {
+      if (reason === undefined) throw new Error(message);
+      throw new VoiceError(reason, message, retryAfterMs === undefined ? {} : { retryAfterMs });
+    },
+    async lastTransfer() {
+      return { result: lastTransfer.map((buffer) => buffer.byteLength) };
+    },
+  };
+  return new Map(Object.entries(hooks) as [string, JobHandler][]);
+}

@@ -1,0 +1,163 @@
+/**
+ * What crosses between the main thread and a model worker. Everything here survives the structured
+ * clone; audio travels as transferred ArrayBuffers (the sender's copy is detached, nothing is copied).
+ */
+import type { PcmAudio, Recognition, TimestampMode, VoiceInfo } from '../engines/types.js';
+import type { Reason } from '../errors.js';
+
+// --- What a worker loads -------------------------------------------------------------------------
+
+export interface VadSpec {
+  readonly version: 'v4' | 'v5' | 'v6';
+  readonly threads: number;
+}
+
+export interface AsrSpec {
+  readonly cacheDir: string;
+  readonly allowRemote: boolean;
+  readonly defaultModel: string;
+  readonly dtype: 'fp32' | 'fp16' | 'q8' | 'q4';
+  readonly allowedModels: readonly string[];
+  readonly threads: number;
+}
+
+export interface TtsSpec {
+  /** Load eSpeak NG (WebAssembly). */
+  readonly espeak: boolean;
+  /** Voice id used when a call names none. */
+  readonly defaultVoice: string;
+  readonly neural: {
+    readonly cacheDir: string;
+    readonly allowRemote: boolean;
+    readonly models: readonly { readonly id: string; readonly language: string; readonly speaker?: string }[];
+    readonly threads: number;
+  };
+}
+
+/** The `workerData` of an engine worker: which engines to build, with what settings. */
+export interface EngineWorkerData {
+  readonly vad?: VadSpec;
+  readonly asr?: AsrSpec;
+  readonly tts?: TtsSpec;
+  /**
+   * Enables the job kinds of `TestJobs` (sleep, crash, echo…). Tests only: the server never sets it,
+   * and a worker without it rejects those kinds as unknown.
+   */
+  readonly testHooks?: boolean;
+}
+
+// --- What a worker reports when ready --------------------------------------------------------------
+
+export type Availability<T> =
+  | ({ readonly available: true } & T)
+  | { readonly available: false; readonly reason: string };
+
+export interface EngineReport {
+  readonly vad?: Availability<{
+    readonly model: string;
+    readonly frameSamples: number;
+    readonly stateLength: number;
+  }>;
+  readonly asr?: Availability<{
+    readonly defaultModel: string;
+    readonly maxInputSamples: number;
+    readonly allowedModels: readonly string[];
+  }>;
+  readonly tts?: Availability<{
+    readonly defaultVoice: string;
+    readonly voices: readonly VoiceInfo[];
+    /** Engines or models that did not load, with why; their voices are not offered. */
+    readonly unavailable: readonly { readonly what: string; readonly reason: string }[];
+  }>;
+}
+
+// --- Jobs --------------------------------------------------------------------------------------------
+
+export interface VadJob {
+  /** Whole 512-sample frames back to back; transferred. */
+  readonly frames: Float32Array;
+  /** The stream's carried state (SileroVad.stateLength floats); copied, so a failed job loses nothing. */
+  readonly state: Float32Array;
+}
+export interface VadJobResult {
+  readonly probabilities: Float32Array;
+  readonly state: Float32Array;
+}
+
+export interface RecognizeJob {
+  /** 16 kHz mono; transferred. */
+  readonly audio: Float32Array;
+  readonly language: string | undefined;
+  readonly timestamps: TimestampMode;
+  readonly model: string | undefined;
+}
+
+export interface SynthesizeJob {
+  readonly text: string;
+  readonly voice: string;
+  readonly speed: number;
+}
+export interface SynthesizeJobResult extends PcmAudio {
+  /** False when the engine ignored `speed` (VITS) and the caller must time-stretch. */
+  readonly speedApplied: boolean;
+}
+
+/** Job kinds an engine worker serves: payload in, result out. */
+export type EngineJobs = {
+  vad: { payload: VadJob; result: VadJobResult };
+  recognize: { payload: RecognizeJob; result: Recognition };
+  synthesize: { payload: SynthesizeJob; result: SynthesizeJobResult };
+  voices: { payload: null; result: readonly VoiceInfo[] };
+};
+
+/** Job kinds that exist only when `testHooks` is set. */
+export type TestJobs = {
+  /** Returns its payload, transferring `buffer` both ways. */
+  echo: {
+    payload: { readonly buffer?: ArrayBuffer; readonly tag?: string };
+    result: { readonly buffer?: ArrayBuffer; readonly tag?: string };
+  };
+  /** Waits `ms`; stops at a cancel unless `ignoreAbort`. Returns the ms waited. */
+  sleep: { payload: { readonly ms: number; readonly ignoreAbort?: boolean }; result: number };
+  /** Kills the worker: an uncaught exception, process.exit(), or heap exhaustion. */
+  crash: { payload: { readonly mode: 'throw' | 'exit' | 'oom' }; result: never };
+  /** Throws a VoiceError with this reason, or a plain Error when `reason` is absent. */
+  fail: {
+    payload: { readonly reason?: Reason; readonly message: string; readonly retryAfterMs?: number };
+    result: never;
+  };
+  /** Byte lengths, in the worker, of the buffers the previous result transferred (0 = transferred). */
+  lastTransfer: { payload: null; result: readonly number[] };
+};
+
+/** A map of job kinds; a pool is typed by the one its workers serve. */
+export type JobMap = { [kind: string]: { payload: unknown; result: unknown } };
+
+// --- Messages ----------------------------------------------------------------------------------------
+
+/** An error as it crosses the thread boundary. */
+export interface WireError {
+  readonly reason: Reason;
+  /** Sent to the caller; generic for unexpected errors. */
+  readonly message: string;
+  readonly retryAfterMs?: number;
+  /** The stack or cause of an unexpected error, for the main thread's log only. */
+  readonly detail?: string;
+}
+
+export type ToWorker =
+  | { readonly type: 'job'; readonly id: number; readonly kind: string; readonly payload: unknown }
+  | { readonly type: 'cancel'; readonly id: number };
+
+export type FromWorker<Report = unknown> =
+  | { readonly type: 'ready'; readonly report: Report; readonly loadSeconds: number }
+  | {
+      readonly type: 'result';
+      readonly id: number;
+      readonly result: unknown;
+      /** Time the job took inside the worker. */
+      readonly seconds: number;
+      /** Model label of the inference metric; absent for jobs that are not inference. */
+      readonly model?: string;
+    }
+  | { readonly type: 'error'; readonly id: number; readonly error: WireError; readonly seconds: number };

@@ -1,0 +1,407 @@
+/**
+ * A pool of model workers (worker_threads). Each worker loads its engines once, reports ready, then
+ * runs one job at a time. Jobs wait in a bounded priority queue (lower number first, FIFO within a
+ * priority). An abort drops a queued job at once; a running job's worker is told to stop it and the
+ * caller is answered at once, but the worker takes new work only when it has finished. A worker that
+ * dies fails only its own job (WORKER_CRASHED) and is replaced; the queue is served meanwhile by the
+ * others.
+ */
+import { type ResourceLimits, type TransferListItem, Worker } from 'node:worker_threads';
+import { Reason, VoiceError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { FromWorker, JobMap, ToWorker, WireError } from './messages.js';
+
+export type PoolMetrics = Pick<Metrics, 'inferenceSeconds' | 'queueDepth' | 'busyWorkers'>;
+
+export interface WorkerPoolOptions {
+  /** Names the pool in errors, logs and config messages: "vad", "inference". */
+  readonly name: string;
+  readonly size: number;
+  /** The worker's script; the engine worker by default. */
+  readonly script?: URL;
+  readonly workerData: unknown;
+  /** Jobs that may wait for a worker (performance.request_queue_size); beyond it `run` rejects. */
+  readonly queueSize: number;
+  /** The config key named when the queue is full. */
+  readonly queueSizeKey?: string;
+  readonly metrics?: PoolMetrics;
+  readonly logger?: Logger;
+  readonly resourceLimits?: ResourceLimits;
+  /** First delay before replacing a dead worker; doubles per failure in a row, up to 5 s. */
+  readonly restartDelayMs?: number;
+}
+
+export interface RunOptions {
+  /** Lower runs first. */
+  readonly priority: number;
+  readonly signal: AbortSignal;
+  /** Buffers inside the payload to move to the worker; the caller's are detached when `run` returns. */
+  readonly transfer?: readonly ArrayBuffer[];
+}
+
+export interface PoolStats {
+  readonly workers: number;
+  readonly ready: number;
+  readonly busy: number;
+  readonly queued: number;
+  /** Workers started to replace dead ones. */
+  readonly restarts: number;
+}
+
+export interface WorkerPool<Jobs extends JobMap, Report> {
+  readonly name: string;
+  /** Starts every worker; resolves with the first one's report when all are ready. */
+  start(): Promise<Report>;
+  run<K extends keyof Jobs & string>(
+    kind: K,
+    payload: Jobs[K]['payload'],
+    options: RunOptions,
+  ): Promise<Jobs[K]['result']>;
+  stats(): PoolStats;
+  /** Rejects every pending job with UNAVAILABLE and terminates the workers. */
+  close(): Promise<void>;
+}
+
+interface Job {
+  readonly id: number;
+  readonly kind: string;
+  readonly payload: unknown;
+  readonly transfer: readonly TransferListItem[];
+  readonly priority: number;
+  readonly signal: AbortSignal;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  settled: boolean;
+  onAbort?: () => void;
+}
+
+interface Slot {
+  readonly worker: Worker;
+  readonly number: number;
+  state: 'starting' | 'idle' | 'busy' | 'exited';
+  job: Job | undefined;
+  /** The error event that came before the exit, if any. */
+  error: Error | undefined;
+}
+
+const MAX_RESTART_DELAY_MS = 5000;
+const OVERLOADED_RETRY_MS = 1000;
+const CRASHED_RETRY_MS = 500;
+
+export function createWorkerPool<Jobs extends JobMap, Report>(
+  options: WorkerPoolOptions,
+): WorkerPool<Jobs, Report> {
+  const { name, size, metrics, logger } = options;
+  const script = options.script ?? new URL('./engine-worker.js', import.meta.url);
+  const restartDelayMs = options.restartDelayMs ?? 100;
+  const slots = new Set<Slot>();
+  /** Waiting jobs by priority, each FIFO. */
+  const queues = new Map<number, Job[]>();
+  let queued = 0;
+  let nextJobId = 1;
+  let nextWorkerNumber = 1;
+  let restarts = 0;
+  let failuresInRow = 0;
+  let started = false;
+  let closed = false;
+  let firstReport: Report | undefined;
+  let startup: { resolve: (report: Report) => void; reject: (error: unknown) => void } | undefined;
+  const restartTimers = new Set<NodeJS.Timeout>();
+
+  function spawn(): void {
+    const worker = new Worker(script, {
+      workerData: options.workerData,
+      ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
+    });
+    const slot: Slot = {
+      worker,
+      number: nextWorkerNumber++,
+      state: 'starting',
+      job: undefined,
+      error: undefined,
+    };
+    slots.add(slot);
+    worker.on('message', (message: FromWorker<Report>) => onMessage(slot, message));
+    worker.on('error', (error: Error) => {
+      slot.error = error;
+    });
+    worker.on('exit', (code) => onExit(slot, code));
+  }
+
+  function onMessage(slot: Slot, message: FromWorker<Report>): void {
+    if (message.type === 'ready') {
+      if (slot.state !== 'starting') return;
+      slot.state = 'idle';
+      failuresInRow = 0;
+      logger?.info(
+        { pool: name, worker: slot.number, loadSeconds: message.loadSeconds },
+        'model worker ready',
+      );
+      firstReport ??= message.report;
+      if (startup !== undefined && [...slots].every((s) => s.state !== 'starting')) {
+        startup.resolve(firstReport);
+        startup = undefined;
+      }
+      pump();
+      return;
+    }
+    const job = slot.job;
+    if (job === undefined || job.id !== message.id) return;
+    slot.job = undefined;
+    slot.state = 'idle';
+    metrics?.busyWorkers.dec();
+    if (message.type === 'result') {
+      if (message.model !== undefined) {
+        metrics?.inferenceSeconds.observe({ kind: job.kind, model: message.model }, message.seconds);
+      }
+      settle(job, () => job.resolve(message.result));
+    } else {
+      settle(job, () => job.reject(fromWire(message.error, job.kind)));
+    }
+    pump();
+  }
+
+  function fromWire(error: WireError, kind: string): VoiceError {
+    if (error.detail !== undefined) {
+      logger?.error({ pool: name, kind, detail: error.detail }, 'model worker job failed unexpectedly');
+    }
+    return new VoiceError(
+      error.reason,
+      error.message,
+      error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs },
+    );
+  }
+
+  function onExit(slot: Slot, code: number): void {
+    const previous = slot.state;
+    slot.state = 'exited';
+    slots.delete(slot);
+    if (closed) return;
+    const cause =
+      slot.error === undefined ? `exit code ${code}` : `${slot.error.message} (exit code ${code})`;
+    logger?.error(
+      { pool: name, worker: slot.number, code, err: slot.error, job: slot.job?.kind },
+      'model worker died',
+    );
+    const job = slot.job;
+    if (previous === 'busy') metrics?.busyWorkers.dec();
+    if (job !== undefined) {
+      slot.job = undefined;
+      settle(job, () =>
+        job.reject(
+          new VoiceError(
+            Reason.WorkerCrashed,
+            `the "${name}" model worker died while running this job; the job may be retried`,
+            { retryAfterMs: CRASHED_RETRY_MS, cause: slot.error },
+          ),
+        ),
+      );
+    }
+    if (previous === 'starting' && startup !== undefined) {
+      const failed = startup;
+      startup = undefined;
+      failed.reject(
+        new VoiceError(
+          Reason.EngineUnavailable,
+          `the "${name}" model worker ${slot.number} failed while loading its engines: ${cause}`,
+          { cause: slot.error },
+        ),
+      );
+      void close();
+      return;
+    }
+    if (previous === 'starting') failuresInRow += 1;
+    const delay = Math.min(MAX_RESTART_DELAY_MS, restartDelayMs * 2 ** failuresInRow);
+    const timer = setTimeout(() => {
+      restartTimers.delete(timer);
+      if (closed) return;
+      restarts += 1;
+      spawn();
+    }, delay);
+    restartTimers.add(timer);
+  }
+
+  function settle(job: Job, action: () => void): void {
+    if (job.settled) return;
+    job.settled = true;
+    if (job.onAbort !== undefined) job.signal.removeEventListener('abort', job.onAbort);
+    action();
+  }
+
+  function enqueue(job: Job): void {
+    let queue = queues.get(job.priority);
+    if (queue === undefined) {
+      queue = [];
+      queues.set(job.priority, queue);
+    }
+    queue.push(job);
+    queued += 1;
+    metrics?.queueDepth.inc();
+  }
+
+  function dequeue(): Job | undefined {
+    let best: number | undefined;
+    for (const [priority, queue] of queues) {
+      if (queue.length > 0 && (best === undefined || priority < best)) best = priority;
+    }
+    if (best === undefined) return undefined;
+    const job = queues.get(best)?.shift();
+    if (job !== undefined) {
+      queued -= 1;
+      metrics?.queueDepth.dec();
+    }
+    return job;
+  }
+
+  function removeQueued(job: Job): boolean {
+    const queue = queues.get(job.priority);
+    const index = queue?.indexOf(job) ?? -1;
+    if (queue === undefined || index < 0) return false;
+    queue.splice(index, 1);
+    queued -= 1;
+    metrics?.queueDepth.dec();
+    return true;
+  }
+
+  function idleSlot(): Slot | undefined {
+    for (const slot of slots) if (slot.state === 'idle') return slot;
+    return undefined;
+  }
+
+  function pump(): void {
+    for (let slot = idleSlot(); slot !== undefined && queued > 0; slot = idleSlot()) {
+      const job = dequeue();
+      if (job === undefined) return;
+      dispatch(slot, job);
+    }
+  }
+
+  function dispatch(slot: Slot, job: Job): void {
+    const message: ToWorker = { type: 'job', id: job.id, kind: job.kind, payload: job.payload };
+    try {
+      slot.worker.postMessage(message, job.transfer);
+    } catch (error) {
+      logger?.error({ pool: name, kind: job.kind, err: error }, 'a job could not be sent to its worker');
+      settle(job, () => job.reject(new VoiceError(Reason.Internal, 'internal error', { cause: error })));
+      return;
+    }
+    slot.state = 'busy';
+    slot.job = job;
+    metrics?.busyWorkers.inc();
+  }
+
+  function abort(job: Job): void {
+    if (job.settled) return;
+    if (!removeQueued(job)) {
+      for (const slot of slots) {
+        if (slot.job === job) {
+          // The worker stays busy until it answers; its answer is then dropped.
+          slot.worker.postMessage({ type: 'cancel', id: job.id } satisfies ToWorker);
+        }
+      }
+    }
+    settle(job, () => job.reject(job.signal.reason));
+  }
+
+  function unavailable(): VoiceError {
+    return new VoiceError(Reason.Draining, `the "${name}" model worker pool is shut down`);
+  }
+
+  async function close(): Promise<void> {
+    if (closed) return;
+    closed = true;
+    for (const timer of restartTimers) clearTimeout(timer);
+    restartTimers.clear();
+    for (let job = dequeue(); job !== undefined; job = dequeue()) {
+      const pending = job;
+      settle(pending, () => pending.reject(unavailable()));
+    }
+    const exits: Promise<number>[] = [];
+    for (const slot of slots) {
+      if (slot.state === 'busy') metrics?.busyWorkers.dec();
+      const job = slot.job;
+      if (job !== undefined) settle(job, () => job.reject(unavailable()));
+      slot.job = undefined;
+      exits.push(slot.worker.terminate());
+    }
+    slots.clear();
+    if (startup !== undefined) {
+      startup.reject(unavailable());
+      startup = undefined;
+    }
+    await Promise.allSettled(exits);
+  }
+
+  return {
+    name,
+
+    start() {
+      if (started) return Promise.reject(new Error(`the "${name}" worker pool was already started`));
+      started = true;
+      const ready = new Promise<Report>((resolve, reject) => {
+        startup = { resolve, reject };
+      });
+      for (let i = 0; i < size; i++) spawn();
+      return ready;
+    },
+
+    run(kind, payload, { priority, signal, transfer = [] }) {
+      if (closed) return Promise.reject(unavailable());
+      if (signal.aborted) return Promise.reject(signal.reason);
+      const slot = queued === 0 ? idleSlot() : undefined;
+      if (slot === undefined && queued >= options.queueSize) {
+        const key = options.queueSizeKey ?? 'performance.request_queue_size';
+        return Promise.reject(
+          new VoiceError(
+            Reason.Overloaded,
+            `the "${name}" worker queue is full (${key} = ${options.queueSize}); retry later`,
+            { retryAfterMs: OVERLOADED_RETRY_MS },
+          ),
+        );
+      }
+      // Move the buffers now, so the caller's arrays are detached whether the job runs now or later.
+      let moved: { payload: unknown; transfer: readonly TransferListItem[] } = { payload, transfer };
+      if (transfer.length > 0) {
+        try {
+          moved = structuredClone({ payload, transfer }, { transfer: [...transfer] });
+        } catch (error) {
+          return Promise.reject(
+            new VoiceError(Reason.Internal, 'internal error', {
+              cause: new Error(`job ${kind}: a buffer to transfer is already detached`, { cause: error }),
+            }),
+          );
+        }
+      }
+      return new Promise((resolve, reject) => {
+        const job: Job = {
+          id: nextJobId++,
+          kind,
+          payload: moved.payload,
+          transfer: moved.transfer,
+          priority,
+          signal,
+          resolve,
+          reject,
+          settled: false,
+        };
+        job.onAbort = () => abort(job);
+        signal.addEventListener('abort', job.onAbort, { once: true });
+        if (slot !== undefined) dispatch(slot, job);
+        else enqueue(job);
+      });
+    },
+
+    stats() {
+      let ready = 0;
+      let busy = 0;
+      for (const slot of slots) {
+        if (slot.state === 'idle' || slot.state === 'busy') ready += 1;
+        if (slot.state === 'busy') busy += 1;
+      }
+      return { workers: slots.size, ready, busy, queued, restarts };
+    },
+
+    close,
+  };
+}

@@ -1,0 +1,265 @@
+/**
+ * Main-thread engines whose work runs in model worker pools. They implement the engine interfaces,
+ * so services and pipelines cannot tell them from in-process engines.
+ *
+ * Topology: two pools.
+ * - `vad`: one worker holding Silero VAD only. Its jobs are tiny (a batch of frames, ~1 ms of CPU per
+ *   second of audio) and latency-critical: they must never wait behind a two-second recognition.
+ * - `inference`: `performance.workers` workers, each holding the Whisper recognizer and the
+ *   synthesis engines, so any worker serves any recognition or synthesis job.
+ * VAD jobs are stateless: each carries its stream's recurrent state and 64-sample context in and
+ * out, so any VAD worker serves any stream and a worker crash loses no stream state.
+ *
+ * Priorities inside a pool (lower first): VAD 0, final recognition 1, synthesis 2, interim
+ * recognition 3 — finals are always scheduled before interims.
+ */
+
+import type { Config } from '../config.js';
+import type {
+  EngineCallOptions,
+  Recognition,
+  RecognizeOptions,
+  SpeechRecognizer,
+  SpeechSynthesizer,
+  SynthesizeOptions,
+  VadSession,
+  VoiceActivityDetector,
+  VoiceInfo,
+} from '../engines/types.js';
+import { invalidArgument, Reason, VoiceError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { EngineJobs, EngineReport, EngineWorkerData, SynthesizeJobResult } from './messages.js';
+import { createWorkerPool, type PoolMetrics, type WorkerPool } from './pool.js';
+
+export const JobPriority = { vad: 0, final: 1, synthesis: 2, interim: 3 } as const;
+
+export type EnginePool = WorkerPool<EngineJobs, EngineReport>;
+
+export interface RemoteSynthesizer extends SpeechSynthesizer {
+  readonly defaultVoice: string;
+  /** `speedApplied` is false for voices whose engine ignores speed (VITS): the caller time-stretches. */
+  synthesize(text: string, options: SynthesizeOptions): Promise<SynthesizeJobResult>;
+}
+
+export interface RemoteEngines {
+  readonly vad: VoiceActivityDetector | undefined;
+  readonly recognizer: SpeechRecognizer | undefined;
+  readonly synthesizer: RemoteSynthesizer | undefined;
+  /** Why an engine is undefined, worded for a health status or an UNAVAILABLE message. */
+  readonly unavailable: {
+    readonly vad?: string;
+    readonly recognizer?: string;
+    readonly synthesizer?: string;
+  };
+}
+
+export interface PoolAndReport {
+  readonly pool: EnginePool;
+  readonly report: EngineReport;
+}
+
+/** Engines over started pools; `report` is what `pool.start()` resolved with. */
+export function createRemoteEngines(pools: { vad: PoolAndReport; inference: PoolAndReport }): RemoteEngines {
+  const unavailable: { vad?: string; recognizer?: string; synthesizer?: string } = {};
+  const { vad: vadReport } = pools.vad.report;
+  const { asr, tts } = pools.inference.report;
+
+  let vad: VoiceActivityDetector | undefined;
+  if (vadReport?.available === true) vad = createRemoteVad(pools.vad.pool, vadReport);
+  else unavailable.vad = vadReport?.reason ?? 'no VAD worker is configured';
+
+  let recognizer: SpeechRecognizer | undefined;
+  if (asr?.available === true) {
+    recognizer = createRemoteRecognizer(pools.inference.pool, asr);
+  } else unavailable.recognizer = asr?.reason ?? 'no speech recognition worker is configured';
+
+  let synthesizer: RemoteSynthesizer | undefined;
+  if (tts?.available === true) {
+    synthesizer = createRemoteSynthesizer(pools.inference.pool, tts.defaultVoice, tts.voices);
+  } else unavailable.synthesizer = tts?.reason ?? 'no speech synthesis worker is configured';
+
+  return { vad, recognizer, synthesizer, unavailable };
+}
+
+/**
+ * The array itself, detached from the caller, when it spans its whole buffer; otherwise a copy.
+ * Either way the result owns a whole buffer that can be transferred to a worker.
+ */
+function take(array: Float32Array): Float32Array {
+  const whole = array.byteOffset === 0 && array.byteLength === array.buffer.byteLength;
+  if (whole && array.buffer instanceof ArrayBuffer && array.byteLength > 0) {
+    return structuredClone(array, { transfer: [array.buffer] });
+  }
+  return array.slice();
+}
+
+function createRemoteVad(
+  pool: EnginePool,
+  report: { model: string; frameSamples: number; stateLength: number },
+): VoiceActivityDetector {
+  const { frameSamples, stateLength } = report;
+  return {
+    model: report.model,
+    openSession(): VadSession {
+      let state: Float32Array | undefined = new Float32Array(stateLength);
+      // A stream's batches run in order: each continues from the state the previous one returned.
+      let queue: Promise<unknown> = Promise.resolve();
+      return {
+        frameSamples,
+        probabilities(frames, { signal }: EngineCallOptions) {
+          if (frames.length % frameSamples !== 0) {
+            return Promise.reject(
+              invalidArgument(
+                'frames',
+                `must hold whole frames of ${frameSamples} samples, got ${frames.length}`,
+              ),
+            );
+          }
+          const own = take(frames);
+          const result = queue.then(async () => {
+            if (state === undefined)
+              throw new VoiceError(Reason.EngineUnavailable, 'the VAD session is closed');
+            if (own.length === 0) return new Float32Array(0);
+            // The state goes as a copy: if the job fails, the stream still has it.
+            const step = await pool.run(
+              'vad',
+              { frames: own, state },
+              { priority: JobPriority.vad, signal, transfer: [own.buffer as ArrayBuffer] },
+            );
+            if (state !== undefined) state = step.state;
+            return step.probabilities;
+          });
+          queue = result.catch(() => undefined);
+          return result;
+        },
+        close() {
+          state = undefined;
+        },
+      };
+    },
+  };
+}
+
+function createRemoteRecognizer(
+  pool: EnginePool,
+  report: { defaultModel: string; maxInputSamples: number; allowedModels: readonly string[] },
+): SpeechRecognizer {
+  return {
+    defaultModel: report.defaultModel,
+    maxInputSamples: report.maxInputSamples,
+    allowedModels: report.allowedModels,
+    recognize(
+      audio,
+      { language, timestamps, model, priority, signal }: RecognizeOptions,
+    ): Promise<Recognition> {
+      const own = take(audio);
+      return pool.run(
+        'recognize',
+        { audio: own, language, timestamps, model },
+        {
+          priority: priority === 'final' ? JobPriority.final : JobPriority.interim,
+          signal,
+          transfer: [own.buffer as ArrayBuffer],
+        },
+      );
+    },
+  };
+}
+
+function createRemoteSynthesizer(
+  pool: EnginePool,
+  defaultVoice: string,
+  voices: readonly VoiceInfo[],
+): RemoteSynthesizer {
+  const list = Object.freeze([...voices]);
+  return {
+    defaultVoice,
+    voices: () => list,
+    synthesize(text, { voice, speed, signal }) {
+      return pool.run('synthesize', { text, voice, speed }, { priority: JobPriority.synthesis, signal });
+    },
+  };
+}
+
+// --- From the service's config ----------------------------------------------------------------------
+
+/** A VITS model's language from an MMS-style id (`facebook/mms-tts-eng` → `eng`); `und` otherwise. */
+function languageOfModel(id: string): string {
+  return /mms-tts-([a-z]{3})$/i.exec(id)?.[1]?.toLowerCase() ?? 'und';
+}
+
+/** The workerData of each pool, from the service's config. */
+export function engineWorkerData(config: Config): { vad: EngineWorkerData; inference: EngineWorkerData } {
+  const { models, performance } = config;
+  const threads = performance.inference_threads;
+  return {
+    vad: { vad: { version: models.vad.model === 'silero_v6' ? 'v6' : 'v5', threads: 1 } },
+    inference: {
+      asr: {
+        cacheDir: models.cache_dir,
+        allowRemote: models.allow_downloads,
+        defaultModel: models.stt.model,
+        dtype: models.stt.dtype,
+        allowedModels: models.stt.allowed_models,
+        threads,
+      },
+      tts: {
+        espeak: true,
+        defaultVoice: models.tts.voice,
+        neural: {
+          cacheDir: models.cache_dir,
+          allowRemote: models.allow_downloads,
+          models: models.tts.neural_models.map((id) => ({ id, language: languageOfModel(id) })),
+          threads,
+        },
+      },
+    },
+  };
+}
+
+export interface StartedEngines {
+  readonly engines: RemoteEngines;
+  readonly pools: { readonly vad: EnginePool; readonly inference: EnginePool };
+  close(): Promise<void>;
+}
+
+/** Builds and starts both pools from the config and wraps them as engines. */
+export async function startRemoteEngines(
+  config: Config,
+  deps: { readonly metrics?: PoolMetrics; readonly logger?: Logger },
+): Promise<StartedEngines> {
+  const data = engineWorkerData(config);
+  const common = {
+    queueSize: config.performance.request_queue_size,
+    ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),
+    ...(deps.logger === undefined ? {} : { logger: deps.logger }),
+  };
+  const pools = {
+    vad: createWorkerPool<EngineJobs, EngineReport>({
+      ...common,
+      name: 'vad',
+      size: 1,
+      workerData: data.vad,
+    }),
+    inference: createWorkerPool<EngineJobs, EngineReport>({
+      ...common,
+      name: 'inference',
+      size: config.performance.workers,
+      workerData: data.inference,
+    }),
+  };
+  const close = async () => {
+    await Promise.all([pools.vad.close(), pools.inference.close()]);
+  };
+  try {
+    const [vadReport, inferenceReport] = await Promise.all([pools.vad.start(), pools.inference.start()]);
+    const engines = createRemoteEngines({
+      vad: { pool: pools.vad, report: vadReport },
+      inference: { pool: pools.inference, report: inferenceReport },
+    });
+    return { engines, pools, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
