@@ -244,7 +244,7 @@ describe('raw PCM decoding', () => {
     assert.deepEqual(Array.from(decodeAudio(format, le32f([1.5, -3, 0.25])).samples), [1, -1, 0.25]);
     expectInvalidAudio(
       () => decodeAudio(format, le32f([0, 0, Number.NaN])),
-      /^FLOAT32 sample at data byte 8 is NaN or infinite$/,
+      /^audio: FLOAT32 sample at data byte 8 is NaN or infinite$/,
     );
     const decoder = createAudioDecoder(format);
     decoder.push(le32f([0.5]));
@@ -256,7 +256,7 @@ describe('raw PCM decoding', () => {
     assert.equal(decoder.push(new Uint8Array(10)).length, 2);
     expectInvalidAudio(
       () => decoder.end(),
-      /^the stream ended inside a sample frame: 2 bytes left over; LINEAR16 with 2 channel\(s\) takes 4 bytes per frame$/,
+      /^audio: the stream ended inside a sample frame: 2 bytes left over; LINEAR16 with 2 channel\(s\) takes 4 bytes per frame$/,
     );
   });
 });
@@ -415,54 +415,54 @@ describe('WAV decoding', () => {
       [
         'not RIFF',
         bytesOf('OggS', new Uint8Array(40)),
-        /^not a WAV stream: it starts with "OggS", expected "RIFF"$/,
+        /^audio: not a WAV stream: it starts with "OggS", expected "RIFF"$/,
       ],
       [
         'not WAVE',
         bytesOf('RIFF', u32(0), 'AVI ', fmt, data),
-        /^not a WAV stream: the RIFF form is "AVI ", expected "WAVE"$/,
+        /^audio: not a WAV stream: the RIFF form is "AVI ", expected "WAVE"$/,
       ],
-      ['RIFX', bytesOf('RIFX', u32(0), 'WAVE', fmt, data), /^big-endian RIFX WAV is not supported/],
-      ['no fmt', wav(data), /^WAV header has no 'fmt ' chunk before the 'data' chunk$/],
+      ['RIFX', bytesOf('RIFX', u32(0), 'WAVE', fmt, data), /^audio: big-endian RIFX WAV is not supported/],
+      ['no fmt', wav(data), /^audio: WAV header has no 'fmt ' chunk before the 'data' chunk$/],
       [
         'short fmt',
         wav(riffChunk('fmt ', new Uint8Array(14)), data),
-        /^WAV 'fmt ' chunk is 14 bytes; expected at least 16$/,
+        /^audio: WAV 'fmt ' chunk is 14 bytes; expected at least 16$/,
       ],
       [
         'A-law',
         wav(riffChunk('fmt ', fmtBody(6, 1, 8000, 8)), data),
-        /^WAV audio format 6 \(A-law\) is not supported; allowed PCM \(1\), IEEE float \(3\)/,
+        /^audio: WAV audio format 6 \(A-law\) is not supported; allowed PCM \(1\), IEEE float \(3\)/,
       ],
       [
         '8-bit',
         wav(riffChunk('fmt ', fmtBody(1, 1, 8000, 8)), data),
-        /^WAV 8-bit integer samples are not supported; allowed 16, 24 or 32-bit integer or 32-bit float$/,
+        /^audio: WAV 8-bit integer samples are not supported; allowed 16, 24 or 32-bit integer or 32-bit float$/,
       ],
       [
         '64-bit float',
         wav(riffChunk('fmt ', fmtBody(3, 1, 8000, 64)), data),
-        /^WAV 64-bit float samples are not supported/,
+        /^audio: WAV 64-bit float samples are not supported/,
       ],
       [
         '96 kHz',
         wav(riffChunk('fmt ', fmtBody(1, 1, 96000, 16)), data),
-        /^WAV sample rate 96000 Hz is out of range; allowed 8000 to 48000$/,
+        /^audio: WAV sample rate 96000 Hz is out of range; allowed 8000 to 48000$/,
       ],
       [
         '6 channels',
         wav(riffChunk('fmt ', fmtBody(1, 6, 16000, 16)), data),
-        /^WAV header has 6 channels; allowed 1 or 2$/,
+        /^audio: WAV header has 6 channels; allowed 1 or 2$/,
       ],
       [
         'header over 64 KiB',
         wav(fmt, riffChunk('JUNK', new Uint8Array(70_000)), data),
-        /^WAV header has no 'data' chunk within the first 65536 bytes$/,
+        /^audio: WAV header has no 'data' chunk within the first 65536 bytes$/,
       ],
       [
         'ends in the header',
         wav(fmt).subarray(0, 30),
-        /^WAV header incomplete: the stream ended after 30 bytes, before the 'data' chunk$/,
+        /^audio: WAV header incomplete: the stream ended after 30 bytes, before the 'data' chunk$/,
       ],
     ];
     for (const [name, bytes, message] of cases) {
@@ -501,6 +501,9 @@ describe('WAV decoding', () => {
   test('an empty WAV stream decodes to nothing; decodeAudio of nothing is INVALID_AUDIO', () => {
     const decoder = createAudioDecoder(WAV);
     assert.equal(decoder.end().length, 0);
-    expectInvalidAudio(() => decodeAudio(WAV, new Uint8Array(0)), /^the audio is empty: no WAV header$/);
+    expectInvalidAudio(
+      () => decodeAudio(WAV, new Uint8Array(0)),
+      /^audio: the audio is empty: no WAV header$/,
+    );
   });
 });

@@ -8,7 +8,7 @@
  *
  * Speed: transformers.js passes no speed option to VITS (only Supertonic takes one), and the
  * exported graphs have `speaking_rate` baked in, so this engine returns audio at the model's own
- * pace (`nativeSpeed` is false) and the caller time-stretches by `speed`.
+ * pace (`nativeSpeed` is false) and the model worker time-stretches it by `speed` (server/engines/time-stretch.ts).
  */
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -50,7 +50,7 @@ export interface TransformersLoadReport {
 export interface TransformersSynthesizer extends SpeechSynthesizer {
   /** Loads every configured model once; later calls return the same report. Never rejects for a missing model. */
   load(): Promise<TransformersLoadReport>;
-  /** False: `synthesize` ignores `speed`; the caller time-stretches. */
+  /** False: `synthesize` ignores `speed`; the model worker time-stretches the result. */
   readonly nativeSpeed: false;
 }
 

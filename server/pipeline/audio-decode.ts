@@ -324,5 +324,5 @@ function fourCC(bytes: Uint8Array, at: number): string {
 }
 
 function invalidAudio(message: string): VoiceError {
-  return new VoiceError(Reason.InvalidAudio, message);
+  return new VoiceError(Reason.InvalidAudio, `audio: ${message}`);
 }

@@ -6,10 +6,11 @@
  */
 import { createEspeakSynthesizer, ESPEAK_DEFAULT_VOICE } from '../engines/espeak-ng.js';
 import { createSileroVad } from '../engines/silero-vad.js';
+import { timeStretch } from '../engines/time-stretch.js';
 import { createTransformersRecognizer } from '../engines/transformers-asr.js';
-import { createTransformersSynthesizer } from '../engines/transformers-tts.js';
+import { createTransformersSynthesizer, type TransformersSynthesizer } from '../engines/transformers-tts.js';
 import type { PcmAudio, SpeechSynthesizer, VoiceInfo } from '../engines/types.js';
-import { Reason, VoiceError } from '../errors.js';
+import { Reason, throwIfAborted, VoiceError } from '../errors.js';
 import type { AsrSpec, EngineJobs, EngineReport, EngineWorkerData, TtsSpec, VadSpec } from './messages.js';
 
 export interface JobOutcome {
@@ -104,7 +105,7 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
   const unavailable: { what: string; reason: string }[] = [];
   const voices: VoiceInfo[] = [];
   let espeak: SpeechSynthesizer | undefined;
-  let neural: SpeechSynthesizer | undefined;
+  let neural: TransformersSynthesizer | undefined;
   const warm = { signal: new AbortController().signal, speed: 1 };
 
   if (spec.espeak) {
@@ -125,7 +126,9 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
     for (const model of loaded.unavailable) unavailable.push({ what: model.model, reason: model.reason });
     for (const voice of loaded.voices) {
       try {
-        await engine.synthesize('ready', { ...warm, voice: voice.id });
+        const audio = await engine.synthesize('ready', { ...warm, voice: voice.id });
+        // Also compiles the stretcher's hot loops before the first real call.
+        timeStretch(audio.samples, audio.sampleRate, 1.5);
         voices.push(voice);
       } catch (error) {
         unavailable.push({ what: voice.id, reason: messageOf(error) });
@@ -153,23 +156,26 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
     const id = voice === '' ? spec.defaultVoice : voice;
     const options = { voice: id, speed, signal };
     let audio: PcmAudio;
-    let speedApplied: boolean;
+    let nativeSpeed: boolean;
     if (neural !== undefined && (id.startsWith('vits:') || espeak === undefined)) {
       audio = await neural.synthesize(text, options);
-      speedApplied = false;
+      nativeSpeed = neural.nativeSpeed;
     } else if (espeak !== undefined) {
       audio = await espeak.synthesize(text, options);
-      speedApplied = true;
+      nativeSpeed = true;
     } else {
       throw new VoiceError(Reason.UnknownResource, `voice: unknown voice "${voice}"`);
     }
-    const samples = owning(audio.samples);
+    // Stretched here, in the worker, so the main thread never does this CPU work.
+    const stretched = nativeSpeed ? audio.samples : timeStretch(audio.samples, audio.sampleRate, speed);
+    throwIfAborted(signal);
+    const samples = owning(stretched);
     const info = byId.get(id);
     return {
       result: {
         samples,
         sampleRate: audio.sampleRate,
-        speedApplied,
+        speedApplied: true,
       } satisfies EngineJobs['synthesize']['result'],
       transfer: [samples.buffer as ArrayBuffer],
       model: info === undefined ? 'unknown' : info.model === '' ? info.engine : info.model,

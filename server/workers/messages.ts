@@ -98,8 +98,11 @@ export interface SynthesizeJob {
   readonly speed: number;
 }
 export interface SynthesizeJobResult extends PcmAudio {
-  /** False when the engine ignored `speed` (VITS) and the caller must time-stretch. */
-  readonly speedApplied: boolean;
+  /**
+   * Always true: the worker time-stretches the audio of engines without a speed parameter (VITS),
+   * so the main thread never has to.
+   */
+  readonly speedApplied: true;
 }
 
 /** Job kinds an engine worker serves: payload in, result out. */

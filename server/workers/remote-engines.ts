@@ -37,7 +37,7 @@ export type EnginePool = WorkerPool<EngineJobs, EngineReport>;
 
 export interface RemoteSynthesizer extends SpeechSynthesizer {
   readonly defaultVoice: string;
-  /** `speedApplied` is false for voices whose engine ignores speed (VITS): the caller time-stretches. */
+  /** Results always have the requested speed applied (VITS audio is time-stretched in the worker). */
   synthesize(text: string, options: SynthesizeOptions): Promise<SynthesizeJobResult>;
 }
 

@@ -68,3 +68,18 @@ export async function startTestServer(
     },
   };
 }
+
+/** Starts the test server with the generated models and waits until its engines are loaded. */
+export async function startServerWithEngines(sections: Record<string, unknown> = {}): Promise<TestServer> {
+  const { modelSections, testModels } = await import('./models.js');
+  const base = modelSections(await testModels());
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(sections)) {
+    const current = merged[key];
+    merged[key] =
+      current && typeof current === 'object' && value && typeof value === 'object'
+        ? { ...(current as object), ...(value as object) }
+        : value;
+  }
+  return startTestServer(merged, (server) => server.loadEngines());
+}

@@ -475,8 +475,9 @@ export const Transcription: GenService<{
   /**
    * Live transcription. The first request carries `config`; every later request carries `audio`.
    * The server answers with events as they happen: speech started, interim results (when asked
-   * for), the final result of each utterance, speech ended. When the client half-closes, the
-   * pending utterance is recognised and every final result is sent before the call ends with OK.
+   * for), speech ended, then the utterance's final result once it is recognised (later speech
+   * events may come first; finals always come in utterance order). When the client half-closes,
+   * the pending utterance is recognised and every final result is sent before the call ends with OK.
    *
    * @generated from rpc cortex.voice.v1.Transcription.Transcribe
    */
