@@ -37,12 +37,26 @@ export interface VoiceServer {
    * with the reason; the server keeps running.
    */
   loadEngines(): Promise<void>;
+  /** The model worker pools once loadEngines() has started them (diagnostics and tests). */
+  readonly workerPools: StartedEngines['pools'] | undefined;
   /** Graceful drain, then everything closed. */
   stop(graceMs?: number): Promise<void>;
 }
 
+export interface VoiceServerOptions {
+  /**
+   * Enables the model workers' test-only job kinds (e.g. crashing on purpose). Tests only: neither
+   * the config nor the environment can turn it on.
+   */
+  readonly workerTestHooks?: boolean;
+}
+
 /** Builds the whole service from its config: engines' slots, services, transport, health, metrics. */
-export function createVoiceServer(config: Config, logger: Logger): VoiceServer {
+export function createVoiceServer(
+  config: Config,
+  logger: Logger,
+  options: VoiceServerOptions = {},
+): VoiceServer {
   const metrics = createMetrics();
   const engines: VoiceEngines = {
     vad: createEngineSlot('voice activity detection'),
@@ -77,6 +91,9 @@ export function createVoiceServer(config: Config, logger: Logger): VoiceServer {
     engines,
     health,
     metrics,
+    get workerPools() {
+      return workers?.pools;
+    },
     async start() {
       const grpcPort = await transport.listen();
       if (config.monitoring.enabled) {
@@ -90,7 +107,11 @@ export function createVoiceServer(config: Config, logger: Logger): VoiceServer {
       return { grpcPort, metricsPort: metricsServer?.port };
     },
     async loadEngines() {
-      workers = await startRemoteEngines(config, { metrics, logger });
+      workers = await startRemoteEngines(config, {
+        metrics,
+        logger,
+        testHooks: options.workerTestHooks === true,
+      });
       const { vad, recognizer, synthesizer, unavailable } = workers.engines;
       const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
         if (engine !== undefined) slot.set(engine);

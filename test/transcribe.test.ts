@@ -512,3 +512,44 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise
     await sleep(20);
   }
 }
+
+describe('Transcribe when a model worker dies', () => {
+  it('replaces the worker, retries the lost recognition and delivers every final', async () => {
+    const t = await startServerWithEngines({ performance: { workers: 1 } }, { workerTestHooks: true });
+    try {
+      const pools = t.server.workerPools;
+      assert.ok(pools);
+      const sentence = speak('The weather is lovely today.');
+      const audio = toLinear16(concat(silence(0.3), sentence, silence(1), sentence, silence(1)));
+      let armed = false;
+      const responses: TranscribeResponse[] = [];
+      for await (const response of t.client.transcription.transcribe(
+        clipRequests({ audioFormat: LINEAR16_16K }, audio, { paceMs: 2 }),
+      )) {
+        responses.push(response);
+        if (!armed && response.event.case === 'speechStarted') {
+          armed = true;
+          const arm = pools.inference.run as unknown as (
+            kind: string,
+            payload: null,
+            options: object,
+          ) => Promise<unknown>;
+          await arm('crashOnNextRecognize', null, { priority: 0, signal: new AbortController().signal });
+        }
+      }
+      assert.ok(armed);
+      assert.deepEqual(
+        finals(responses).map((result) => [result.utteranceIndex, result.text]),
+        [
+          [0, WHISPER_TEXT],
+          [1, WHISPER_TEXT],
+        ],
+      );
+      assert.equal(pools.inference.stats().restarts, 1, 'the dead worker was replaced');
+      const health = await t.client.health.check({ service: 'cortex.voice.v1.Transcription' });
+      assert.equal(health.status, ServingStatus.SERVING);
+    } finally {
+      await t.stop();
+    }
+  });
+});

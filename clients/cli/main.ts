@@ -11,6 +11,7 @@ import {
 } from '../node/index.js';
 import { CliError, describeFailure } from './errors.js';
 import { formatResult } from './format.js';
+import { addModelCommands } from './models.js';
 import { finalizeStreamedWav, readWavFile } from './wav-file.js';
 
 interface GlobalOptions {
@@ -39,7 +40,9 @@ Examples:
   voice health
   voice voices --language en
   voice transcribe meeting.wav --interim
-  voice speak "Hello there. How are you?" -o hello.wav --speed 1.2`,
+  voice speak "Hello there. How are you?" -o hello.wav --speed 1.2
+  voice models list --config config.yaml
+  voice models pull`,
   );
 
 program
@@ -174,6 +177,8 @@ program
       process.stderr.write(`wrote ${options.output}: ${seconds} s at ${sampleRate} Hz\n`);
     });
   });
+
+addModelCommands(program);
 
 async function withClient(
   run: (client: VoiceClient, options: GlobalOptions) => Promise<void>,

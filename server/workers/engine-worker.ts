@@ -15,7 +15,17 @@ const data = workerData as EngineWorkerData;
 const loadStarted = performance.now();
 const host = await loadEngines(data);
 const handlers = new Map(host.handlers);
-if (data.testHooks === true) for (const [kind, handler] of testHandlers()) handlers.set(kind, handler);
+let crashOnRecognize = false;
+if (data.testHooks === true) {
+  for (const [kind, handler] of testHandlers()) handlers.set(kind, handler);
+  const recognize = handlers.get('recognize');
+  if (recognize) {
+    handlers.set('recognize', (payload, signal) => {
+      if (crashOnRecognize) process.exit(3);
+      return recognize(payload, signal);
+    });
+  }
+}
 
 const running = new Map<number, AbortController>();
 /** The buffers the last result moved out, for the `lastTransfer` test hook. */
@@ -110,6 +120,10 @@ function testHandlers(): Map<string, JobHandler> {
     async fail({ reason, message, retryAfterMs }) {
       if (reason === undefined) throw new Error(message);
       throw new VoiceError(reason, message, retryAfterMs === undefined ? {} : { retryAfterMs });
+    },
+    async crashOnNextRecognize() {
+      crashOnRecognize = true;
+      return { result: null };
     },
     async lastTransfer() {
       return { result: lastTransfer.map((buffer) => buffer.byteLength) };

@@ -129,6 +129,8 @@ export type TestJobs = {
     payload: { readonly reason?: Reason; readonly message: string; readonly retryAfterMs?: number };
     result: never;
   };
+  /** Makes the worker exit in the middle of its next `recognize` job, as a crash would. */
+  crashOnNextRecognize: { payload: null; result: null };
   /** Byte lengths, in the worker, of the buffers the previous result transferred (0 = transferred). */
   lastTransfer: { payload: null; result: readonly number[] };
 };

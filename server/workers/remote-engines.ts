@@ -189,12 +189,16 @@ function languageOfModel(id: string): string {
 }
 
 /** The workerData of each pool, from the service's config. */
-export function engineWorkerData(config: Config): { vad: EngineWorkerData; inference: EngineWorkerData } {
+export function engineWorkerData(
+  config: Config,
+  testHooks = false,
+): { vad: EngineWorkerData; inference: EngineWorkerData } {
   const { models, performance } = config;
   const threads = performance.inference_threads;
   return {
     vad: { vad: { version: models.vad.model === 'silero_v6' ? 'v6' : 'v5', threads: 1 } },
     inference: {
+      ...(testHooks ? { testHooks: true } : {}),
       asr: {
         cacheDir: models.cache_dir,
         allowRemote: models.allow_downloads,
@@ -226,9 +230,9 @@ export interface StartedEngines {
 /** Builds and starts both pools from the config and wraps them as engines. */
 export async function startRemoteEngines(
   config: Config,
-  deps: { readonly metrics?: PoolMetrics; readonly logger?: Logger },
+  deps: { readonly metrics?: PoolMetrics; readonly logger?: Logger; readonly testHooks?: boolean },
 ): Promise<StartedEngines> {
-  const data = engineWorkerData(config);
+  const data = engineWorkerData(config, deps.testHooks);
   const common = {
     queueSize: config.performance.request_queue_size,
     ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { createVoiceClient, type VoiceClient } from '../../clients/node/index.js';
-import { createVoiceServer, type VoiceServer } from '../../server/app.js';
+import { createVoiceServer, type VoiceServer, type VoiceServerOptions } from '../../server/app.js';
 import { type Config, loadConfig } from '../../server/config.js';
 import { createLogger } from '../../server/observability/logger.js';
 import { captureLogs, type LogCapture } from './log-capture.js';
@@ -44,10 +44,15 @@ export function testConfig(sections: Record<string, unknown> = {}, env: Record<s
 export async function startTestServer(
   sections: Record<string, unknown> = {},
   prepare?: (server: VoiceServer) => void | Promise<void>,
+  options: VoiceServerOptions = {},
 ): Promise<TestServer> {
   const config = testConfig(sections);
   const logs = captureLogs();
-  const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+  const server = createVoiceServer(
+    config,
+    createLogger(config.logging, { destination: logs.stream }),
+    options,
+  );
   await prepare?.(server);
   const { grpcPort, metricsPort } = await server.start();
   const address = `127.0.0.1:${grpcPort}`;
@@ -70,7 +75,10 @@ export async function startTestServer(
 }
 
 /** Starts the test server with the generated models and waits until its engines are loaded. */
-export async function startServerWithEngines(sections: Record<string, unknown> = {}): Promise<TestServer> {
+export async function startServerWithEngines(
+  sections: Record<string, unknown> = {},
+  options: VoiceServerOptions = {},
+): Promise<TestServer> {
   const { modelSections, testModels } = await import('./models.js');
   const base = modelSections(await testModels());
   const merged: Record<string, unknown> = { ...base };
@@ -81,5 +89,5 @@ export async function startServerWithEngines(sections: Record<string, unknown> =
         ? { ...(current as object), ...(value as object) }
         : value;
   }
-  return startTestServer(merged, (server) => server.loadEngines());
+  return startTestServer(merged, (server) => server.loadEngines(), options);
 }

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
+import { repoRoot } from './helpers/paths.js';
+import { writeConfigFile } from './helpers/test-server.js';
+
+/** A stand-in for the model hub on loopback, serving a generated model in the hub's URL layout. */
+describe('voice models', () => {
+  let hub: Server;
+  let hubUrl: string;
+  let source: GeneratedWhisperModel;
+  const requests: string[] = [];
+
+  before(async () => {
+    const mirror = mkdtempSync(join(tmpdir(), 'voice-hub-'));
+    source = await generateWhisperModel({ root: mirror, preset: 'tiny' });
+    hub = createServer((request, response) => {
+      requests.push(request.url ?? '');
+      const match = /^\/(.+?)\/resolve\/main\/(.+)$/.exec(request.url ?? '');
+      const path = match ? join(mirror, match[1]!, match[2]!) : '';
+      if (!match || !existsSync(path)) {
+        response.writeHead(404).end('not found');
+        return;
+      }
+      const body = readFileSync(path);
+      response.writeHead(200, { 'content-length': body.length }).end(body);
+    });
+    await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
+    hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((resolve) => hub.close(() => resolve())));
+
+  const configFor = (cacheDir: string, model = source.modelId) =>
+    writeConfigFile({ models: { cache_dir: cacheDir, hub_url: hubUrl, stt: { model, dtype: 'fp32' } } });
+
+  it('lists missing models, pulls them with progress, then lists them as present', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const config = configFor(cacheDir);
+    const before = await cli(['models', 'list', '--config', config]);
+    assert.equal(before.code, 1);
+    assert.match(
+      before.stdout,
+      new RegExp(
+        `${source.modelId} +\\(speech recognition\\) +${cacheDir}/${source.modelId} +missing config\\.json`,
+      ),
+    );
+
+    const pulled = await cli(['models', 'pull', '--config', config]);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.match(pulled.stderr, /fetched 7 file\(s\)/);
+    assert.match(pulled.stderr, /100%/, 'a progress bar is drawn');
+    for (const file of source.files) {
+      assert.deepEqual(
+        readFileSync(join(cacheDir, source.modelId, file)),
+        readFileSync(join(source.folder, file)),
+        file,
+      );
+    }
+    const listed = await cli(['models', 'list', '--config', config]);
+    assert.equal(listed.code, 0);
+    assert.match(listed.stdout, /present/);
+
+    const again = await cli(['models', 'pull', '--config', config]);
+    assert.match(again.stderr, /already present/);
+  });
+
+  it('fails in one line and leaves no partial file when the hub lacks the model', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const result = await cli(['models', 'pull', '--config', configFor(cacheDir, 'nobody/no-such-model')]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /voice: cannot pull nobody\/no-such-model from http:\/\/127\.0\.0\.1:\d+: .*404/,
+    );
+    assert.deepEqual(readdirSync(cacheDir), []);
+  });
+
+  it('refuses ids that are not configured', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const result = await cli(['models', 'pull', 'someone/else', '--config', configFor(cacheDir)]);
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /someone\/else is not a configured model; configured: cortex-test\/whisper-tiny-random/,
+    );
+  });
+});
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(repoRoot(), 'dist/clients/cli/main.js'), ...args], {
+      env: { ...process.env, VOICE_CONFIG: '', HF_ENDPOINT: '' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
