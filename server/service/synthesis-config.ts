@@ -48,7 +48,9 @@ function resolveVoice(requested: string, configured: string, voices: readonly Vo
   if (voice) return voice;
   const prefix = requested.split(':')[0] ?? '';
   const related = voices.filter((candidate) => candidate.id.startsWith(`${prefix}:`));
-  const shown = (related.length > 0 ? related : voices).slice(0, 20).map((candidate) => candidate.id);
+  // The default voice first: with 100+ eSpeak voices it would otherwise fall outside the first 20.
+  const candidates = new Set([defaultVoice(configured, voices), ...(related.length > 0 ? related : voices)]);
+  const shown = [...candidates].flatMap((candidate) => (candidate ? [candidate.id] : [])).slice(0, 20);
   const more = voices.length > shown.length ? `, … (${voices.length} in all; ListVoices lists them)` : '';
   throw new VoiceError(
     Reason.UnknownResource,
