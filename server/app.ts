@@ -11,6 +11,7 @@ import {
   type MetricsServer,
   startMetricsServer,
 } from './observability/metrics.js';
+import { createAdmission } from './service/admission.js';
 import { registration } from './service/context.js';
 import { createSynthesisService } from './service/synthesis.js';
 import { createTranscriptionService } from './service/transcription.js';
@@ -63,6 +64,7 @@ export function createVoiceServer(
     recognizer: createEngineSlot('speech recognition'),
     synthesizer: createEngineSlot('speech synthesis'),
   };
+  const admission = createAdmission(config.performance.max_concurrent_requests);
   const health = createHealthReporter([Transcription.typeName, Synthesis.typeName]);
   const updateHealth = () => {
     health.setServiceReady(
@@ -79,8 +81,8 @@ export function createVoiceServer(
     metrics,
     health,
     services: [
-      registration(Transcription, createTranscriptionService(engines, config)),
-      registration(Synthesis, createSynthesisService(engines, config)),
+      registration(Transcription, createTranscriptionService(engines, config, admission)),
+      registration(Synthesis, createSynthesisService(engines, config, admission)),
     ],
   });
   let metricsServer: MetricsServer | undefined;

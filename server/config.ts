@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -27,6 +28,29 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
 const text = (what = 'a non-empty string') => z.string({ error: what }).min(1, { error: what });
 const flag = z.boolean({ error: 'true or false' });
 const textList = z.array(text(), { error: 'a list of non-empty strings' });
+
+/** An IPv4 or IPv6 range ("10.0.0.0/8", "fd00::/8") or a single address. */
+const isCidr = (value: string): boolean => {
+  const [address = '', prefix, ...rest] = value.trim().split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+};
+const cidrList = z.array(
+  z.string({ error: 'a CIDR range such as 10.0.0.0/8 or fd00::/8' }).refine(isCidr, {
+    error: 'a CIDR range such as 10.0.0.0/8 or fd00::/8',
+  }),
+  { error: 'a list of CIDR ranges such as 10.0.0.0/8 or fd00::/8' },
+);
+const methodList = z.array(
+  z
+    .string({ error: 'a service name or a method path' })
+    .regex(/^(\/?[A-Za-z_][\w.]*\/[A-Za-z_]\w*|[A-Za-z_][\w.]*)$/, {
+      error: 'a service name like grpc.health.v1.Health or a method path like /grpc.health.v1.Health/Check',
+    }),
+  { error: 'a list of service names or method paths' },
+);
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const DTYPES = ['fp32', 'fp16', 'q8', 'q4'] as const;
@@ -119,12 +143,14 @@ const performanceSchema = z
     workers: intIn(1, 64).default(2),
     /** onnxruntime intra-op threads per worker. */
     inference_threads: intIn(1, 64).default(1),
-    batch_size: intIn(1, 64).default(1),
-    /** Engine jobs running at once across all workers. */
+    /** Accepted for the deployment guide's config; recognition is not batched yet, so only 1. */
+    batch_size: intIn(1, 1).default(1),
+    /** Engine-backed calls (Transcribe, TranscribeFile, Synthesize, SynthesizeText) in progress at once. */
     max_concurrent_requests: intIn(1, 100_000).default(100),
     /** Engine jobs waiting for a worker; beyond it calls get RESOURCE_EXHAUSTED. */
     request_queue_size: intIn(0, 100_000).default(200),
-    model_caching: flag.default(true),
+    /** Accepted for the deployment guide's config: workers always keep their models loaded. */
+    model_caching: z.literal(true, { error: 'true (workers always keep their models loaded)' }).default(true),
     /** Size of the synthesized-sentence cache, in megabytes (0 disables it). */
     tts_cache_mb: intIn(0, 16_384).default(64),
     /** Largest audio chunk accepted in one message, in bytes. */
@@ -165,8 +191,8 @@ const securitySchema = z
     api_keys: textList.default([]),
     /** A file with one API key per line. */
     api_keys_file: text('a file path').optional(),
-    /** Full method paths or service names callable without a key. */
-    exempt_methods: textList.default([
+    /** Full method paths or service names exempt from keys, address checks and rate limits. */
+    exempt_methods: methodList.default([
       'grpc.health.v1.Health',
       'grpc.reflection.v1.ServerReflection',
       'grpc.reflection.v1alpha.ServerReflection',
@@ -180,13 +206,15 @@ const securitySchema = z
       .strict()
       .prefault({}),
     /** CIDR ranges allowed to call; empty allows every address. */
-    allowed_ips: textList.default([]),
-    /** Proxies whose forwarding headers are trusted for the client address. */
-    trusted_proxies: textList.default([]),
+    allowed_ips: cidrList.default([]),
+    /** CIDR ranges of proxies whose x-forwarded-for header is trusted for the client address. */
+    trusted_proxies: cidrList.default([]),
     tls: z
       .object({
+        /** PEM certificate (chain) of the gRPC port; with key_file, turns TLS on. */
         cert_file: text('a file path').optional(),
         key_file: text('a file path').optional(),
+        /** PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS). */
         client_ca_file: text('a file path').optional(),
       })
       .strict()
@@ -302,7 +330,40 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       'config: security.api_key_required is true but no key is configured; set API_KEY, security.api_keys or security.api_keys_file',
     );
   }
+  checkSecurityFiles(config.security);
   return deepFreeze(config);
+}
+
+/** TLS files come in pairs and every file named must be readable; the transport reads them at start-up. */
+function checkSecurityFiles(security: z.output<typeof securitySchema>): void {
+  const { cert_file: cert, key_file: key, client_ca_file: ca } = security.tls;
+  if ((cert === undefined) !== (key === undefined)) {
+    const [set, missing] = cert === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];
+    throw new ConfigError(
+      `config: security.tls.${set} is set without security.tls.${missing}; set both or neither`,
+    );
+  }
+  if (ca !== undefined && cert === undefined) {
+    throw new ConfigError(
+      'config: security.tls.client_ca_file is set without security.tls.cert_file and key_file; mutual TLS needs TLS',
+    );
+  }
+  const files: Array<[string, string | undefined]> = [
+    ['security.api_keys_file', security.api_keys_file],
+    ['security.tls.cert_file', cert],
+    ['security.tls.key_file', key],
+    ['security.tls.client_ca_file', ca],
+  ];
+  for (const [name, file] of files) {
+    if (file === undefined) continue;
+    try {
+      accessSync(file, fsConstants.R_OK);
+    } catch (error) {
+      throw new ConfigError(
+        `config: ${name} = ${JSON.stringify(file)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      );
+    }
+  }
 }
 
 function readConfigFile(file: string): Record<string, unknown> {

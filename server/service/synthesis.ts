@@ -3,6 +3,7 @@ import type { EngineSlot } from '../engines/engine-slot.js';
 import type { SpeechSynthesizer } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { Synthesis, SynthesizeRequest } from '../gen/cortex/voice/v1/synthesis_pb.js';
+import { type Admission, admit } from './admission.js';
 import type { ServiceHandlers } from './context.js';
 import { defaultVoice, resolveSynthesisSettings } from './synthesis-config.js';
 import { type SynthesizeSessionDeps, synthesizeStream, type TextInput } from './synthesize-session.js';
@@ -15,6 +16,7 @@ export interface SynthesisEngines {
 export function createSynthesisService(
   engines: SynthesisEngines,
   config: Config,
+  admission: Admission,
 ): ServiceHandlers<typeof Synthesis> {
   const tts = config.models.tts;
   const dependencies = (): SynthesizeSessionDeps => ({
@@ -26,6 +28,7 @@ export function createSynthesisService(
   return {
     async *synthesize(requests, ctx) {
       const deps = dependencies();
+      using _slot = admit(admission);
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done)
@@ -44,6 +47,7 @@ export function createSynthesisService(
 
     async *synthesizeText(request, ctx) {
       const deps = dependencies();
+      using _slot = admit(admission);
       const settings = resolveSynthesisSettings(request.config, tts, deps.synthesizer.voices());
       if (request.text.trim() === '')
         throw invalidArgument('text', 'empty or only whitespace; send something to say');

@@ -3,6 +3,7 @@ import type { EngineSlot } from '../engines/engine-slot.js';
 import type { SpeechRecognizer, VoiceActivityDetector } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { TranscribeRequest, Transcription } from '../gen/cortex/voice/v1/transcription_pb.js';
+import { type Admission, admit } from './admission.js';
 import type { ServiceHandlers } from './context.js';
 import { type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
 import { resolveTranscriptionSettings } from './transcription-config.js';
@@ -19,6 +20,7 @@ const FILE_SLICE_BYTES = 64 * 1024;
 export function createTranscriptionService(
   engines: TranscriptionEngines,
   config: Config,
+  admission: Admission,
 ): ServiceHandlers<typeof Transcription> {
   const limits = {
     maxChunkBytes: config.performance.max_audio_chunk_bytes,
@@ -33,6 +35,7 @@ export function createTranscriptionService(
   return {
     async *transcribe(requests, ctx) {
       const deps = dependencies();
+      using _slot = admit(admission);
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done)
@@ -55,6 +58,7 @@ export function createTranscriptionService(
 
     async transcribeFile(request, ctx) {
       const deps = dependencies();
+      using _slot = admit(admission);
       const settings = {
         ...resolveTranscriptionSettings(request.config, config.models, deps.recognizer),
         interimResults: false,
