@@ -22,5 +22,11 @@ export function describeFailure(error: unknown, address: string): string {
     return `cannot reach the server at ${address} (${networkCode}); is it running? (set --address or VOICE_ADDRESS)`;
   }
   const reason = connect.metadata.get('cortex-error-reason');
-  return `${Code[connect.code] ?? connect.code}: ${connect.rawMessage}${reason ? ` [${reason}]` : ''}`;
+  return `${grpcCodeName(connect.code)}: ${connect.rawMessage}${reason ? ` [${reason}]` : ''}`;
+}
+
+/** The gRPC spelling of a status code, e.g. INVALID_ARGUMENT, as grpcurl and server logs print it. */
+function grpcCodeName(code: Code): string {
+  if (code === Code.Canceled) return 'CANCELLED';
+  return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
 }
