@@ -244,3 +244,30 @@ describe('grpc transport call cap', () => {
     }
   });
 });
+
+describe('grpc transport message limit', () => {
+  it('refuses a message above service.max_message_bytes with RESOURCE_EXHAUSTED', async () => {
+    const config = testConfig({ service: { max_message_bytes: 65_536 } });
+    const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
+    const transport = createGrpcTransport({
+      config,
+      logger: createLogger(config.logging, { destination: captureLogs().stream }),
+      metrics: createMetrics(),
+      health: createHealthReporter([Synthesis.typeName]),
+      services: [registration(Synthesis, standInHandlers(observed) as never)],
+    });
+    const port = await transport.listen();
+    const client = createVoiceClient({ address: `127.0.0.1:${port}` });
+    try {
+      const error = await client.synthesis
+        .listVoices({ language: 'x'.repeat(70_000) })
+        .catch((caught: unknown) => ConnectError.from(caught));
+      assert.ok(error instanceof ConnectError);
+      assert.equal(error.code, Code.ResourceExhausted);
+      assert.equal(observed.abortReason, undefined, 'the handler never ran');
+    } finally {
+      client.close();
+      await transport.drain(0);
+    }
+  });
+});
