@@ -1,14 +1,17 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import type { Config } from '../../config.js';
 import { Reason, VoiceError } from '../../errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { ServiceRegistration } from '../../service/context.js';
+import { loadApiKeys } from './api-keys.js';
 import { ActiveCalls, adaptService } from './call-adapter.js';
 import { HEALTH_SERVICE, type HealthReporter } from './health.js';
 import { createObserveInterceptor } from './observe-interceptor.js';
 import { addReflection } from './reflection.js';
+import { createSecurityInterceptor } from './security-interceptor.js';
 import { grpcServiceDefinition } from './service-definition.js';
+import { serverCredentials } from './tls.js';
 
 export interface GrpcTransportOptions {
   readonly config: Config;
@@ -29,8 +32,14 @@ export interface GrpcTransport {
   readonly activeCalls: number;
 }
 
+/**
+ * Builds the gRPC server. Reads the API keys file and the TLS files here, at start-up: a file that is
+ * missing or broken throws a ConfigError with one line naming the key.
+ */
 export function createGrpcTransport(options: GrpcTransportOptions): GrpcTransport {
   const { config, logger, metrics, health } = options;
+  const credentials = serverCredentials(config.security.tls);
+  const apiKeys = loadApiKeys(config.security);
   let draining = false;
   const activeCalls = new ActiveCalls();
   const server = new Server({
@@ -46,6 +55,8 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
         alwaysServed: new Set([HEALTH_SERVICE]),
         maxConcurrentCalls: config.service.max_concurrent_requests,
       }),
+      // After the observer, which sees metadata first: refusals here are logged and counted too.
+      createSecurityInterceptor({ security: config.security, apiKeys, metrics }),
     ],
   });
 
@@ -71,7 +82,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
     listen: () =>
       new Promise<number>((resolve, reject) => {
         const address = `${config.service.host.includes(':') ? `[${config.service.host}]` : config.service.host}:${config.service.port}`;
-        server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => {
+        server.bindAsync(address, credentials, (error, port) => {
           if (error) reject(new Error(`cannot listen on ${address}: ${error.message}`));
           else resolve(port);
         });
