@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { createVoiceServer } from './app.js';
+import { createVoiceServer, type VoiceServer } from './app.js';
 import { type Config, ConfigError, loadConfig, redactedConfig } from './config.js';
-import { createLogger } from './observability/logger.js';
+import { createLogger, type Logger } from './observability/logger.js';
 
 /** Composition root: load config, build the server, start it, drain on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -16,9 +16,15 @@ async function main(): Promise<void> {
     );
     return;
   }
+  // A bad config stops start-up with one line and exit code 2, whether the schema or the parts
+  // built from it (TLS files, key files) find the problem.
   let config: Config;
+  let logger: Logger;
+  let server: VoiceServer;
   try {
     config = loadConfig({ file: values.config });
+    logger = createLogger(config.logging);
+    server = createVoiceServer(config, logger);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
@@ -26,8 +32,6 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger(config.logging);
-  const server = createVoiceServer(config, logger);
   logger.info({ config: redactedConfig(config) }, 'starting');
   const { grpcPort, metricsPort } = await server.start();
   logger.info({ grpcPort, metricsPort, host: config.service.host }, 'listening');

@@ -145,3 +145,20 @@ describe('config.example.yaml', () => {
     assert.deepEqual(example, loadConfig({ env: {} }));
   });
 });
+
+describe('start-up with bad security files', () => {
+  it('stops with exit code 2 and one line when a TLS file is not a certificate', () => {
+    const file = writeConfigFile({
+      security: { tls: { cert_file: '/etc/hostname', key_file: '/etc/hostname' } },
+    });
+    const result = spawnSync(process.execPath, [join(repoRoot(), 'dist/server/main.js'), '--config', file], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(result.status, 2);
+    assert.match(
+      result.stderr,
+      /^config: security\.tls\.cert_file = "\/etc\/hostname" is not a valid PEM certificate[^\n]*\n$/,
+    );
+  });
+});

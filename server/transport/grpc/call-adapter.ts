@@ -2,24 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { create, type DescMethod, type DescService, fromBinary, toBinary } from '@bufbuild/protobuf';
-import {
-  type status as GrpcStatus,
-  type handleBidiStreamingCall,
-  type handleClientStreamingCall,
-  type handleServerStreamingCall,
-  type handleUnaryCall,
+import type {
+  status as GrpcStatus,
+  handleBidiStreamingCall,
+  handleClientStreamingCall,
+  handleServerStreamingCall,
+  handleUnaryCall,
   Metadata,
-  type ServerErrorResponse,
-  type UntypedServiceImplementation,
+  ServerErrorResponse,
+  UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { Reason, toStatus, VoiceError } from '../../errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { CallContext, ServiceRegistration } from '../../service/context.js';
+import { errorTrailers } from './trailers.js';
 
-/** Trailer naming the catalogue reason of a failure, so clients need not parse messages. */
-export const ERROR_REASON_TRAILER = 'cortex-error-reason';
-/** gRPC's standard trailer telling a client when it may retry. */
-export const RETRY_PUSHBACK_TRAILER = 'grpc-retry-pushback-ms';
 export const REQUEST_ID_HEADER = 'x-request-id';
 const DEADLINE_SLACK_MS = 50;
 
@@ -155,11 +152,20 @@ function openScope(
   const deadline = clientDeadline && clientDeadline < serverDeadline ? clientDeadline : serverDeadline;
   const timer = setTimeout(
     () => {
-      const who =
+      const seconds = limitMs / 1000;
+      controller.abort(
         deadline === clientDeadline
-          ? "the client's deadline"
-          : `the server's limit of ${limitMs} ms for this call`;
-      controller.abort(new VoiceError(Reason.DeadlineExceeded, `${who} passed`));
+          ? new VoiceError(Reason.DeadlineExceeded, "the client's deadline passed")
+          : streaming
+            ? new VoiceError(
+                Reason.LimitExceeded,
+                `the stream reached service.max_stream_duration_seconds (${seconds} s)`,
+              )
+            : new VoiceError(
+                Reason.DeadlineExceeded,
+                `the call took longer than service.timeout (${seconds} s); set a deadline to allow more`,
+              ),
+      );
     },
     Math.max(0, deadline.getTime() - Date.now()),
   );
@@ -279,13 +285,9 @@ async function writeAll(
 function errorResponse(error: unknown, scope: CallScope): ServerErrorResponse {
   const status = toStatus(error, scope.ctx.signal);
   if (status.unexpected) scope.ctx.logger.error({ err: error }, 'call failed unexpectedly');
-  const trailers = new Metadata();
-  trailers.set(ERROR_REASON_TRAILER, status.reason);
-  if (status.retryAfterMs !== undefined)
-    trailers.set(RETRY_PUSHBACK_TRAILER, String(Math.ceil(status.retryAfterMs)));
   return Object.assign(new Error(status.message), {
     code: status.code as number as GrpcStatus,
     details: status.message,
-    metadata: trailers,
+    metadata: errorTrailers(status.code, status.message, status.reason, status.retryAfterMs),
   });
 }

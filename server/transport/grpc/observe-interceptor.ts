@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
   status as GrpcStatus,
-  Metadata,
   ServerInterceptingCall,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
@@ -9,7 +8,8 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { ERROR_REASON_TRAILER, REQUEST_ID_HEADER, RETRY_PUSHBACK_TRAILER } from './call-adapter.js';
+import { REQUEST_ID_HEADER } from './call-adapter.js';
+import { ERROR_REASON_TRAILER, errorTrailers } from './trailers.js';
 
 const CODE_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(GrpcStatus)
@@ -145,10 +145,8 @@ function refuse(
   details: string,
 ): void {
   metrics.rejectedCalls.inc({ reason: label });
-  const trailers = new Metadata();
-  trailers.set(ERROR_REASON_TRAILER, reason);
-  if (code === GrpcStatus.RESOURCE_EXHAUSTED) trailers.set(RETRY_PUSHBACK_TRAILER, '1000');
-  call.sendStatus({ code, details, metadata: trailers });
+  const retryAfterMs = code === GrpcStatus.RESOURCE_EXHAUSTED ? 1000 : undefined;
+  call.sendStatus({ code, details, metadata: errorTrailers(code, details, reason, retryAfterMs) });
 }
 
 function splitPath(path: string): { service: string; method: string } {

@@ -1,6 +1,6 @@
 import {
   status as GrpcStatus,
-  Metadata,
+  type Metadata,
   ServerInterceptingCall,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
@@ -10,7 +10,6 @@ import type { Config } from '../../config.js';
 import { Reason } from '../../errors.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { API_KEY_HEADER, type ApiKeys } from './api-keys.js';
-import { ERROR_REASON_TRAILER, RETRY_PUSHBACK_TRAILER } from './call-adapter.js';
 import {
   type AddressRanges,
   clientAddress,
@@ -18,7 +17,7 @@ import {
   FORWARDED_FOR_HEADER,
 } from './ip-allow-list.js';
 import { createRateLimiter, createStreamCounter } from './rate-limiter.js';
-import { retryStatusDetails, STATUS_DETAILS_TRAILER } from './status-details.js';
+import { errorTrailers } from './trailers.js';
 
 /** When a client refused for having too many streams open may try again. */
 const STREAM_LIMIT_RETRY_MS = 1000;
@@ -158,14 +157,11 @@ function unauthenticated(message: string): Refusal {
 }
 
 function refusalStatus(refusal: Refusal) {
-  const trailers = new Metadata();
-  trailers.set(ERROR_REASON_TRAILER, refusal.reason);
-  if (refusal.retryAfterMs !== undefined) {
-    const retryAfterMs = Math.ceil(refusal.retryAfterMs);
-    trailers.set(RETRY_PUSHBACK_TRAILER, String(retryAfterMs));
-    trailers.set(STATUS_DETAILS_TRAILER, retryStatusDetails(refusal.code, refusal.message, retryAfterMs));
-  }
-  return { code: refusal.code, details: refusal.message, metadata: trailers };
+  return {
+    code: refusal.code,
+    details: refusal.message,
+    metadata: errorTrailers(refusal.code, refusal.message, refusal.reason, refusal.retryAfterMs),
+  };
 }
 
 /** Exempt entries are service names ("grpc.health.v1.Health") or method paths ("/grpc.health.v1.Health/Check"). */
