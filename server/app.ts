@@ -81,8 +81,20 @@ export function createVoiceServer(
     metrics,
     health,
     services: [
-      registration(Transcription, createTranscriptionService(engines, config, admission)),
-      registration(Synthesis, createSynthesisService(engines, config, admission)),
+      registration(
+        Transcription,
+        createTranscriptionService(engines, config, {
+          admission,
+          onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'in' }, seconds),
+        }),
+      ),
+      registration(
+        Synthesis,
+        createSynthesisService(engines, config, {
+          admission,
+          onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'out' }, seconds),
+        }),
+      ),
     ],
   });
   let metricsServer: MetricsServer | undefined;

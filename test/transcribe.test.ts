@@ -282,6 +282,16 @@ describe('Transcribe', () => {
     assert.equal(error.code, Code.DeadlineExceeded);
   });
 
+  it('counts the audio it analyses in voice_audio_seconds_total', async () => {
+    const before = await metric(t, 'voice_audio_seconds_total{direction="in"}');
+    await collect(
+      t.client.transcription.transcribe(clipRequests({ audioFormat: LINEAR16_16K }, toLinear16(clip))),
+    );
+    const added = (await metric(t, 'voice_audio_seconds_total{direction="in"}')) - before;
+    const seconds = clip.length / RATE;
+    assert.ok(Math.abs(added - seconds) < 0.1, `counted ${added} s of a ${seconds} s clip`);
+  });
+
   it('transcribes a whole clip in one unary call', async () => {
     const encoder = createAudioEncoder({ encoding: 'wav', sampleRate: RATE });
     const response = await t.client.transcription.transcribeFile({

@@ -37,3 +37,10 @@ export function admit(admission: Admission): Disposable {
   const leave = admission.enter();
   return { [Symbol.dispose]: leave };
 }
+
+/** What both engine-backed services share: the admission, and where audio volumes are reported. */
+export interface SharedServiceParts {
+  readonly admission: Admission;
+  /** Seconds of audio in (transcription) or out (synthesis), as they happen. */
+  readonly onAudio?: (seconds: number) => void;
+}

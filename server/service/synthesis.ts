@@ -3,7 +3,7 @@ import type { EngineSlot } from '../engines/engine-slot.js';
 import type { SpeechSynthesizer } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { Synthesis, SynthesizeRequest } from '../gen/cortex/voice/v1/synthesis_pb.js';
-import { type Admission, admit } from './admission.js';
+import { admit, type SharedServiceParts } from './admission.js';
 import type { ServiceHandlers } from './context.js';
 import { defaultVoice, resolveSynthesisSettings } from './synthesis-config.js';
 import { type SynthesizeSessionDeps, synthesizeStream, type TextInput } from './synthesize-session.js';
@@ -16,19 +16,20 @@ export interface SynthesisEngines {
 export function createSynthesisService(
   engines: SynthesisEngines,
   config: Config,
-  admission: Admission,
+  shared: SharedServiceParts,
 ): ServiceHandlers<typeof Synthesis> {
   const tts = config.models.tts;
   const dependencies = (): SynthesizeSessionDeps => ({
     synthesizer: engines.synthesizer.require(),
     limits: { maxTextChars: tts.max_text_chars, maxStreamTextChars: tts.max_stream_text_chars },
     parallelism: Math.min(2, config.performance.workers),
+    onAudio: shared.onAudio,
   });
 
   return {
     async *synthesize(requests, ctx) {
       const deps = dependencies();
-      using _slot = admit(admission);
+      using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done)
@@ -47,7 +48,7 @@ export function createSynthesisService(
 
     async *synthesizeText(request, ctx) {
       const deps = dependencies();
-      using _slot = admit(admission);
+      using _slot = admit(shared.admission);
       const settings = resolveSynthesisSettings(request.config, tts, deps.synthesizer.voices());
       if (request.text.trim() === '')
         throw invalidArgument('text', 'empty or only whitespace; send something to say');

@@ -27,6 +27,8 @@ export interface SynthesizeSessionDeps {
   readonly limits: SynthesisLimits;
   /** Sentences of one stream synthesized at once (they still come out in order). */
   readonly parallelism: number;
+  /** Seconds of audio produced, reported per chunk (for the audio-seconds metric). */
+  readonly onAudio?: ((seconds: number) => void) | undefined;
 }
 
 /** Longest audio in one response, in seconds, so one long sentence still streams in pieces. */
@@ -75,6 +77,7 @@ export function synthesizeStream(
         voice: settings.voice.id,
       });
       sampleOffset += chunk.length;
+      deps.onAudio?.(chunk.length / settings.sampleRate);
     }
   };
 

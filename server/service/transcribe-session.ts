@@ -18,6 +18,8 @@ export interface TranscribeSessionDeps {
   readonly vad: VoiceActivityDetector;
   readonly recognizer: SpeechRecognizer;
   readonly limits: AudioInputLimits;
+  /** Seconds of audio analysed, reported as they are (for the audio-seconds metric). */
+  readonly onAudio?: ((seconds: number) => void) | undefined;
 }
 
 /** Job priorities in the worker pool: finals always go before interims. */
@@ -50,6 +52,7 @@ export function transcribeStream(
   let interim: { utterance: number; endMs: number; controller: AbortController } | undefined;
   let lastInterimEndMs = -Infinity;
   let finalisedUtterance = -1;
+  let analysedMs = 0;
 
   const recognize = (samples: Float32Array, priority: 'final' | 'interim', callSignal: AbortSignal) =>
     deps.recognizer.recognize(samples, {
@@ -140,6 +143,8 @@ export function transcribeStream(
           break;
         }
         case 'progress':
+          deps.onAudio?.((event.offsetMs - analysedMs) / 1000);
+          analysedMs = event.offsetMs;
           hooks.onProgress?.(event.offsetMs);
           maybeInterim();
           break;

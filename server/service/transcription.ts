@@ -3,7 +3,7 @@ import type { EngineSlot } from '../engines/engine-slot.js';
 import type { SpeechRecognizer, VoiceActivityDetector } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { TranscribeRequest, Transcription } from '../gen/cortex/voice/v1/transcription_pb.js';
-import { type Admission, admit } from './admission.js';
+import { admit, type SharedServiceParts } from './admission.js';
 import type { ServiceHandlers } from './context.js';
 import { type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
 import { resolveTranscriptionSettings } from './transcription-config.js';
@@ -20,7 +20,7 @@ const FILE_SLICE_BYTES = 64 * 1024;
 export function createTranscriptionService(
   engines: TranscriptionEngines,
   config: Config,
-  admission: Admission,
+  shared: SharedServiceParts,
 ): ServiceHandlers<typeof Transcription> {
   const limits = {
     maxChunkBytes: config.performance.max_audio_chunk_bytes,
@@ -30,12 +30,13 @@ export function createTranscriptionService(
     vad: engines.vad.require(),
     recognizer: engines.recognizer.require(),
     limits,
+    onAudio: shared.onAudio,
   });
 
   return {
     async *transcribe(requests, ctx) {
       const deps = dependencies();
-      using _slot = admit(admission);
+      using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done)
@@ -58,7 +59,7 @@ export function createTranscriptionService(
 
     async transcribeFile(request, ctx) {
       const deps = dependencies();
-      using _slot = admit(admission);
+      using _slot = admit(shared.admission);
       const settings = {
         ...resolveTranscriptionSettings(request.config, config.models, deps.recognizer),
         interimResults: false,
