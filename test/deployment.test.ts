@@ -9,6 +9,7 @@ import { type Config, ENV_OVERRIDES, loadConfig } from '../server/config.js';
 import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from '../server/gen/cortex/voice/v1/transcription_pb.js';
 import { createMetrics } from '../server/observability/metrics.js';
+import { LIVENESS } from '../server/transport/grpc/health.js';
 import { copyArguments, healthcheck, parseDockerfile, runCommand } from './helpers/dockerfile.js';
 import { repoRoot } from './helpers/paths.js';
 
@@ -232,10 +233,10 @@ describe('health checks ask the services the server reports', () => {
     }
   });
 
-  it('Kubernetes readiness asks the whole server; liveness does not depend on models', () => {
+  it('Kubernetes readiness asks the whole server; liveness and startup ask the model-independent name', () => {
     assert.deepEqual(container.readinessProbe.grpc, { port: defaults.service.port, service: '' });
-    assert.equal(container.livenessProbe.grpc, undefined, 'every health status includes model readiness');
-    assert.equal(container.livenessProbe.httpGet.path, defaults.monitoring.metrics_endpoint);
+    assert.deepEqual(container.livenessProbe.grpc, { port: defaults.service.port, service: LIVENESS });
+    assert.deepEqual(container.startupProbe.grpc, { port: defaults.service.port, service: LIVENESS });
   });
 
   it('the Docker and compose health checks run the CLI health command on the whole server', () => {

@@ -34,6 +34,8 @@ describe('server without engines', () => {
       const response = await t.client.health.check({ service });
       assert.equal(response.status, ServingStatus.NOT_SERVING, `status of "${service}"`);
     }
+    const liveness = await t.client.health.check({ service: 'liveness' });
+    assert.equal(liveness.status, ServingStatus.SERVING, 'liveness does not wait for models');
     const unknown = await expectError(t.client.health.check({ service: 'no.such.Service' }));
     assert.equal(unknown.code, Code.NotFound);
   });

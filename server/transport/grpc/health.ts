@@ -2,10 +2,16 @@ import type { Server } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
+/**
+ * A health name for liveness probes: SERVING from the moment the server listens until it exits,
+ * whatever the models do (restarting a process does not bring a missing model back).
+ */
+export const LIVENESS = 'liveness';
 
 /**
  * The standard grpc.health.v1 service. The whole server ("") is SERVING only when it has started,
- * is not draining and every service is SERVING; each service is SERVING once its engines are loaded.
+ * is not draining and every service is SERVING; each service is SERVING once its engines are loaded;
+ * "liveness" is SERVING whenever the process is up and listening.
  */
 export interface HealthReporter {
   /** Marks a service ready or not (engines loaded, models present). */
@@ -33,6 +39,7 @@ export function createHealthReporter(services: readonly string[]): HealthReporte
     };
     for (const [name, isReady] of ready)
       set(name, started && !draining && isReady ? 'SERVING' : 'NOT_SERVING');
+    set(LIVENESS, started ? 'SERVING' : 'NOT_SERVING');
     const allReady = [...ready.values()].every(Boolean);
     set('', started && !draining && allReady ? 'SERVING' : 'NOT_SERVING');
   };
