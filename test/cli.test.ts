@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createAudioEncoder } from '../server/pipeline/audio-encode.js';
-import { repoRoot } from './helpers/paths.js';
+import { runCli } from './helpers/cli.js';
 import { concat, RATE, readWav, rms, silence, speak } from './helpers/speech.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
 
@@ -18,20 +17,20 @@ describe('voice CLI', () => {
   after(() => t.stop());
 
   it('health prints the status and exits 0 when SERVING', async () => {
-    const result = await cli(['-a', t.address, 'health']);
+    const result = await runCli(['-a', t.address, 'health']);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, '(server): SERVING\n');
   });
 
   it('voices lists the voices, the default marked', async () => {
-    const result = await cli(['-a', t.address, 'voices', '--language', 'en']);
+    const result = await runCli(['-a', t.address, 'voices', '--language', 'en']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout.split('\n')[0] ?? '', /^\* espeak:en-us +en-US +22050 Hz/);
   });
 
   it('speak writes a WAV file that players read to its end', async () => {
     const out = join(dir, 'hello.wav');
-    const result = await cli([
+    const result = await runCli([
       '-a',
       t.address,
       'speak',
@@ -59,7 +58,7 @@ describe('voice CLI', () => {
         concat(silence(0.3), sentence, silence(1), sentence, silence(0.5)),
       ),
     );
-    const result = await cli(['-a', t.address, 'transcribe', file, '--no-realtime']);
+    const result = await runCli(['-a', t.address, 'transcribe', file, '--no-realtime']);
     assert.equal(result.code, 0, result.stderr);
     const lines = result.stdout.trim().split('\n');
     assert.equal(lines.length, 2);
@@ -67,7 +66,7 @@ describe('voice CLI', () => {
   });
 
   it('says in one line when the server cannot be reached', async () => {
-    const result = await cli(['-a', '127.0.0.1:1', 'health']);
+    const result = await runCli(['-a', '127.0.0.1:1', 'health']);
     assert.equal(result.code, 1);
     assert.equal(
       result.stderr,
@@ -78,13 +77,13 @@ describe('voice CLI', () => {
   it('says in one line when a file is not valid audio', async () => {
     const file = join(dir, 'not-audio.wav');
     writeFileSync(file, 'this is text, not audio');
-    const result = await cli(['-a', t.address, 'transcribe', file]);
+    const result = await runCli(['-a', t.address, 'transcribe', file]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^voice: .*not-audio\.wav is not a valid WAV file: .+\n$/);
   });
 
   it('reports server-side errors with their status and reason', async () => {
-    const result = await cli([
+    const result = await runCli([
       '-a',
       t.address,
       'speak',
@@ -101,20 +100,3 @@ describe('voice CLI', () => {
     );
   });
 });
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(repoRoot(), 'dist/clients/cli/main.js'), ...args], {
-      env: { ...process.env, VOICE_ADDRESS: '', VOICE_API_KEY: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
-import { repoRoot } from './helpers/paths.js';
+import { runCli } from './helpers/cli.js';
 import { writeConfigFile } from './helpers/test-server.js';
 
 /** A stand-in for the model hub on loopback, serving a generated model in the hub's URL layout. */
@@ -42,7 +41,7 @@ describe('voice models', () => {
   it('lists missing models, pulls them with progress, then lists them as present', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
     const config = configFor(cacheDir);
-    const before = await cli(['models', 'list', '--config', config]);
+    const before = await runCli(['models', 'list', '--config', config]);
     assert.equal(before.code, 1);
     assert.match(
       before.stdout,
@@ -51,7 +50,7 @@ describe('voice models', () => {
       ),
     );
 
-    const pulled = await cli(['models', 'pull', '--config', config]);
+    const pulled = await runCli(['models', 'pull', '--config', config]);
     assert.equal(pulled.code, 0, pulled.stderr);
     assert.match(pulled.stderr, /fetched 7 file\(s\)/);
     assert.match(pulled.stderr, /100%/, 'a progress bar is drawn');
@@ -62,17 +61,17 @@ describe('voice models', () => {
         file,
       );
     }
-    const listed = await cli(['models', 'list', '--config', config]);
+    const listed = await runCli(['models', 'list', '--config', config]);
     assert.equal(listed.code, 0);
     assert.match(listed.stdout, /present/);
 
-    const again = await cli(['models', 'pull', '--config', config]);
+    const again = await runCli(['models', 'pull', '--config', config]);
     assert.match(again.stderr, /already present/);
   });
 
   it('fails in one line and leaves no partial file when the hub lacks the model', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
-    const result = await cli(['models', 'pull', '--config', configFor(cacheDir, 'nobody/no-such-model')]);
+    const result = await runCli(['models', 'pull', '--config', configFor(cacheDir, 'nobody/no-such-model')]);
     assert.equal(result.code, 1);
     assert.match(
       result.stderr,
@@ -83,7 +82,7 @@ describe('voice models', () => {
 
   it('refuses ids that are not configured', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
-    const result = await cli(['models', 'pull', 'someone/else', '--config', configFor(cacheDir)]);
+    const result = await runCli(['models', 'pull', 'someone/else', '--config', configFor(cacheDir)]);
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
@@ -91,20 +90,3 @@ describe('voice models', () => {
     );
   });
 });
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(repoRoot(), 'dist/clients/cli/main.js'), ...args], {
-      env: { ...process.env, VOICE_CONFIG: '', HF_ENDPOINT: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}

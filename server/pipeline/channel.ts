@@ -1,3 +1,5 @@
+import { throwIfAborted } from '../errors.js';
+
 /**
  * An unbounded single-consumer queue between producers that finish at different times (e.g.
  * recognitions running in parallel) and the one loop that writes responses. Items pushed before
@@ -52,6 +54,25 @@ export function createChannel<T>(): Channel<T> {
         await new Promise<void>((resolve) => {
           wake = resolve;
         });
+      }
+    },
+  };
+}
+
+/**
+ * The channel as the response stream of a call: it fails at once with the signal's reason when the
+ * call is aborted, and stops listening to the signal when the consumer stops.
+ */
+export function responsesOf<T>(out: Channel<T>, signal: AbortSignal): AsyncIterable<T> {
+  const onAbort = () => out.fail(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        throwIfAborted(signal);
+        yield* out;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
       }
     },
   };

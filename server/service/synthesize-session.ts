@@ -4,7 +4,7 @@ import { invalidArgument, Reason, throwIfAborted, VoiceError } from '../errors.j
 import type { SynthesizeResponseSchema } from '../gen/cortex/voice/v1/synthesis_pb.js';
 import { createAudioEncoder } from '../pipeline/audio-encode.js';
 import { toAudioEncoding } from '../pipeline/audio-format.js';
-import { createChannel } from '../pipeline/channel.js';
+import { createChannel, responsesOf } from '../pipeline/channel.js';
 import { createResampler, type Resampler } from '../pipeline/resample.js';
 import { createSentenceSplitter, type TextSegment } from '../pipeline/sentence-split.js';
 import { codePointLength, sanitizeText } from '../pipeline/text-input.js';
@@ -143,18 +143,7 @@ export function synthesizeStream(
     )
     .finally(() => resampler?.close());
 
-  const onAbort = () => out.fail(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
-  return {
-    async *[Symbol.asyncIterator]() {
-      try {
-        throwIfAborted(signal);
-        yield* out;
-      } finally {
-        signal.removeEventListener('abort', onAbort);
-      }
-    },
-  };
+  return responsesOf(out, signal);
 }
 
 /** Runs at most `size` tasks at once, in the order they were given. */

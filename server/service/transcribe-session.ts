@@ -1,12 +1,12 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { Recognition, SpeechRecognizer, TimedSpan, VoiceActivityDetector } from '../engines/types.js';
-import { Reason, throwIfAborted, VoiceError } from '../errors.js';
+import { Reason, VoiceError } from '../errors.js';
 import type {
   TranscribeResponseSchema,
   TranscriptResultSchema,
 } from '../gen/cortex/voice/v1/transcription_pb.js';
 import { type AudioInputLimits, toRecognitionAudio } from '../pipeline/audio-input.js';
-import { createChannel } from '../pipeline/channel.js';
+import { createChannel, responsesOf } from '../pipeline/channel.js';
 import { detectSpeech } from '../pipeline/speech-detector.js';
 import { createUtteranceSegmenter, type PartialUtteranceEvent } from '../pipeline/utterance-segmenter.js';
 import type { TranscriptionSettings } from './transcription-config.js';
@@ -170,18 +170,7 @@ export function transcribeStream(
       vadSession.close();
     });
 
-  const onAbort = () => out.fail(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
-  return {
-    async *[Symbol.asyncIterator]() {
-      try {
-        throwIfAborted(signal);
-        yield* out;
-      } finally {
-        signal.removeEventListener('abort', onAbort);
-      }
-    },
-  };
+  return responsesOf(out, signal);
 }
 
 function toResult(
