@@ -1,3 +1,4 @@
+import { endianness } from 'node:os';
 import type { OutputEncoding } from './audio-format.js';
 
 export interface AudioEncoderOptions {
@@ -72,22 +73,34 @@ export function createStreamingWavHeader(sampleRate: number): Uint8Array {
 /** s16le, clamped to [-1, 1] and rounded; NaN becomes 0. The inverse of the decoder's ÷ 32768. */
 function encodeLinear16(samples: Float32Array, offset: number): Uint8Array {
   const bytes = new Uint8Array(offset + samples.length * 2);
-  const view = new DataView(bytes.buffer);
-  for (let i = 0; i < samples.length; i++) {
-    const scaled = Math.round((samples[i] ?? 0) * 0x8000);
-    const clamped = scaled > 0x7fff ? 0x7fff : scaled < -0x8000 ? -0x8000 : scaled || 0;
-    view.setInt16(offset + i * 2, clamped, true);
+  // Typed-array writes are native-endian: little-endian machines write the samples directly.
+  if (LITTLE_ENDIAN) {
+    const out = new Int16Array(bytes.buffer, offset, samples.length);
+    for (let i = 0; i < samples.length; i++) out[i] = toInt16(samples[i] ?? 0);
+    return bytes;
   }
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < samples.length; i++) view.setInt16(offset + i * 2, toInt16(samples[i] ?? 0), true);
   return bytes;
+}
+
+function toInt16(sample: number): number {
+  const scaled = Math.round(sample * 0x8000);
+  return scaled > 0x7fff ? 0x7fff : scaled < -0x8000 ? -0x8000 : scaled || 0;
 }
 
 /** f32le, clamped to [-1, 1] as the contract promises (resampling can overshoot); NaN becomes 0. */
 function encodeFloat32(samples: Float32Array): Uint8Array {
   const bytes = new Uint8Array(samples.length * 4);
-  const view = new DataView(bytes.buffer);
-  for (let i = 0; i < samples.length; i++) {
-    const sample = samples[i] ?? 0;
-    view.setFloat32(i * 4, sample > 1 ? 1 : sample < -1 ? -1 : sample || 0, true);
+  const clamp = (sample: number) => (sample > 1 ? 1 : sample < -1 ? -1 : sample || 0);
+  if (LITTLE_ENDIAN) {
+    const out = new Float32Array(bytes.buffer);
+    for (let i = 0; i < samples.length; i++) out[i] = clamp(samples[i] ?? 0);
+    return bytes;
   }
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < samples.length; i++) view.setFloat32(i * 4, clamp(samples[i] ?? 0), true);
   return bytes;
 }
+
+const LITTLE_ENDIAN = endianness() === 'LE';

@@ -26,7 +26,7 @@ export function resolveSynthesisSettings(
   if (!Number.isFinite(speed) || speed < MIN_SPEED || speed > MAX_SPEED) {
     throw invalidArgument(
       'config.speed',
-      `${speed} is out of range; allowed ${MIN_SPEED} to ${MAX_SPEED.toFixed(1)}, or 0 for 1.0`,
+      `${Number(speed.toPrecision(6))} is out of range; allowed ${MIN_SPEED} to ${MAX_SPEED.toFixed(1)}, or 0 for 1.0`,
     );
   }
   const output = validateOutputFormat(config?.encoding ?? 0, config?.sampleRateHz ?? 0, 'config');

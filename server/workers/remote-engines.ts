@@ -183,9 +183,12 @@ function createRemoteSynthesizer(
 
 // --- From the service's config ----------------------------------------------------------------------
 
-/** A VITS model's language from an MMS-style id (`facebook/mms-tts-eng` → `eng`); `und` otherwise. */
+/** A VITS model's language from an MMS-style id (`facebook/mms-tts-eng` → `en`); `und` otherwise. */
 function languageOfModel(id: string): string {
-  return /mms-tts-([a-z]{3})$/i.exec(id)?.[1]?.toLowerCase() ?? 'und';
+  const code = /mms-tts-([a-z]{3})$/i.exec(id)?.[1]?.toLowerCase();
+  if (code === undefined) return 'und';
+  // ISO 639-3 to the contract's ISO 639-1 where one exists (eng → en, deu → de, cmn → zh).
+  return Intl.getCanonicalLocales(code)[0] ?? code;
 }
 
 /** The workerData of each pool, from the service's config. */

@@ -221,15 +221,20 @@ function decode(method: DescMethod, bytes: Buffer): unknown {
   try {
     return fromBinary(method.input, bytes);
   } catch (error) {
-    throw new VoiceError(Reason.InvalidArgument, `request is not a valid ${method.input.typeName} message`, {
-      cause: error,
-    });
+    const why = error instanceof Error ? `: ${error.message}` : '';
+    throw new VoiceError(
+      Reason.InvalidArgument,
+      `request is not a valid ${method.input.typeName} message${why}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
 function encode(method: DescMethod, message: unknown): Buffer {
-  const shaped = create(method.output, message as never);
-  return Buffer.from(toBinary(method.output, shaped));
+  const bytes = toBinary(method.output, create(method.output, message as never));
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** The call's messages, decoded; ends on half-close and stops at once when the signal aborts. */

@@ -159,7 +159,7 @@ export type SynthesizeResponse = Message<"cortex.voice.v1.SynthesizeResponse"> &
   textSpan?: TextSpan | undefined;
 
   /**
-   * The text of that span, as spoken (control characters removed).
+   * The text of that span, as spoken (control characters replaced by spaces).
    *
    * @generated from field: string text = 6;
    */
