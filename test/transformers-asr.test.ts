@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -44,6 +45,42 @@ function options(overrides: Partial<RecognizeOptions> = {}): RecognizeOptions {
     signal: new AbortController().signal,
     ...overrides,
   };
+}
+
+/**
+ * Counts onnxruntime session runs: encoder runs take `input_features`, decoder runs `input_ids`.
+ * Installed on the session prototype before any model loads, so runs the engine routes through its
+ * own wrappers are counted too. `onEncoderRun` lets a test act right after an encoder pass.
+ */
+function countSessionRuns() {
+  const { InferenceSession } = createRequire(import.meta.url)('onnxruntime-node') as {
+    InferenceSession: {
+      prototype: { run(feeds: Record<string, unknown>, ...rest: unknown[]): Promise<unknown> };
+    };
+  };
+  const original = InferenceSession.prototype.run;
+  const counts = {
+    encoder: 0,
+    decoder: 0,
+    onEncoderRun: undefined as (() => void) | undefined,
+    reset() {
+      counts.encoder = 0;
+      counts.decoder = 0;
+      counts.onEncoderRun = undefined;
+    },
+    restore() {
+      InferenceSession.prototype.run = original;
+    },
+  };
+  InferenceSession.prototype.run = async function (this: unknown, feeds, ...rest) {
+    const result = await original.call(this, feeds, ...rest);
+    if ('input_features' in feeds) {
+      counts.encoder++;
+      counts.onEncoderRun?.();
+    } else if ('input_ids' in feeds) counts.decoder++;
+    return result;
+  };
+  return counts;
 }
 
 function reasonOf(expected: Reason, pattern?: RegExp) {
@@ -204,10 +241,174 @@ describe('Whisper test model generator', () => {
     }
   });
 
+  it('changes only the decoder when the detected language changes, and refuses unknown ones', () => {
+    const english = whisperModelFiles({ text: 'hello world' });
+    const german = whisperModelFiles({ text: 'hello world', detectedLanguage: 'de' });
+    assert.equal(english.detectedLanguage, 'en');
+    assert.equal(german.detectedLanguage, 'de');
+    for (const [path, bytes] of english.files) {
+      const same = Buffer.from(bytes).equals(Buffer.from(german.files.get(path) ?? []));
+      assert.equal(same, path !== 'onnx/decoder_model_merged.onnx', path);
+    }
+    assert.throws(
+      () => whisperModelFiles({ detectedLanguage: 'xx' }),
+      /detectedLanguage: must be one of en, zh/,
+    );
+  });
+
   it('changes the decoder when the text changes', () => {
     const hello = whisperModelFiles({ text: 'hello world' }).files.get('onnx/decoder_model_merged.onnx');
     const other = whisperModelFiles({ text: 'goodbye world' }).files.get('onnx/decoder_model_merged.onnx');
     assert.ok(hello !== undefined && other !== undefined);
     assert.ok(!Buffer.from(hello).equals(Buffer.from(other)));
+  });
+});
+
+describe('spoken-language detection on generated tiny models', () => {
+  let root: string;
+  let german: GeneratedWhisperModel;
+  let javanese: GeneratedWhisperModel;
+  let englishOnly: GeneratedWhisperModel;
+  let recognizer: TransformersRecognizer;
+  let speech: Float32Array;
+  let otherSpeech: Float32Array;
+  let runs: ReturnType<typeof countSessionRuns>;
+
+  before(async () => {
+    runs = countSessionRuns();
+    root = await mkdtemp(join(tmpdir(), 'whisper-langid-'));
+    german = await generateWhisperModel({
+      root,
+      modelId: 'cortex-test/whisper-tiny-detects-de',
+      text: 'Hello world.',
+      detectedLanguage: 'de',
+    });
+    javanese = await generateWhisperModel({
+      root,
+      modelId: 'cortex-test/whisper-tiny-detects-jw',
+      text: 'Hello world.',
+      detectedLanguage: 'jw',
+    });
+    // An English-only export: no language tokens in the generation config.
+    englishOnly = await generateWhisperModel({
+      root,
+      modelId: 'cortex-test/whisper-tiny-en',
+      text: 'Hello world.',
+      detectedLanguage: 'de',
+    });
+    const configPath = join(englishOnly.folder, 'generation_config.json');
+    const { lang_to_id, task_to_id, ...config } = JSON.parse(await readFile(configPath, 'utf8'));
+    assert.ok(lang_to_id !== undefined && task_to_id !== undefined);
+    await writeFile(configPath, JSON.stringify({ ...config, is_multilingual: false }));
+
+    recognizer = createTransformersRecognizer({
+      cacheDir: root,
+      allowRemote: false,
+      defaultModel: german.modelId,
+      dtype: 'fp32',
+      allowedModels: [javanese.modelId, englishOnly.modelId],
+      device: 'cpu',
+      threads: 1,
+    });
+    [speech, otherSpeech] = [await speak('hello world', root), await speak('guten Tag aus Köln', root)];
+  });
+
+  after(async () => {
+    runs.restore();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('reports the detected language and transcribes in it when no language is given', async () => {
+    for (const timestamps of ['none', 'segment', 'word'] as const) {
+      const result = await recognizer.recognize(speech, options({ language: undefined, timestamps }));
+      assert.equal(result.language, 'de', timestamps);
+      assert.equal(result.text, 'Hello world.', timestamps);
+      assert.equal(result.model, german.modelId);
+    }
+    const auto = await recognizer.recognize(speech, options({ language: 'auto' }));
+    assert.equal(auto.language, 'de');
+  });
+
+  it('uses an explicit language instead of detecting one', async () => {
+    const result = await recognizer.recognize(speech, options({ language: 'FR' }));
+    assert.equal(result.language, 'fr');
+    assert.equal(result.text, 'Hello world.');
+  });
+
+  it('costs one extra decoder step and no second encoder pass', async () => {
+    for (const timestamps of ['none', 'segment', 'word'] as const) {
+      runs.reset();
+      await recognizer.recognize(speech, options({ language: 'de', timestamps }));
+      const explicit = { encoder: runs.encoder, decoder: runs.decoder };
+      runs.reset();
+      await recognizer.recognize(speech, options({ language: undefined, timestamps }));
+      assert.equal(explicit.encoder, 1, timestamps);
+      assert.deepEqual(
+        { encoder: runs.encoder, decoder: runs.decoder },
+        { encoder: 1, decoder: explicit.decoder + 1 },
+        timestamps,
+      );
+    }
+  });
+
+  it('detects per call when calls on different audio overlap', async () => {
+    runs.reset();
+    await recognizer.recognize(speech, options({ language: 'de' }));
+    const explicitDecoderRuns = runs.decoder;
+    runs.reset();
+    const results = await Promise.all([
+      recognizer.recognize(speech, options()),
+      recognizer.recognize(otherSpeech, options()),
+      recognizer.recognize(speech, options({ model: javanese.modelId })),
+    ]);
+    assert.deepEqual(
+      results.map((result) => [result.language, result.text]),
+      [
+        ['de', 'Hello world.'],
+        ['de', 'Hello world.'],
+        ['jv', 'Hello world.'],
+      ],
+    );
+    assert.deepEqual(
+      { encoder: runs.encoder, decoder: runs.decoder },
+      { encoder: 3, decoder: 3 * (explicitDecoderRuns + 1) },
+    );
+  });
+
+  it('reports Whisper\'s "jw" as ISO 639-1 "jv" and takes "jv" for it', async () => {
+    const detected = await recognizer.recognize(speech, options({ model: javanese.modelId }));
+    assert.equal(detected.language, 'jv');
+    const explicit = await recognizer.recognize(speech, options({ model: javanese.modelId, language: 'jv' }));
+    assert.deepEqual([explicit.language, explicit.text], ['jv', 'Hello world.']);
+    await assert.rejects(
+      recognizer.recognize(speech, options({ model: javanese.modelId, language: 'jw' })),
+      reasonOf(Reason.InvalidArgument, /"jw" is not a language.*\bjv\b/),
+    );
+  });
+
+  it('skips detection on an English-only model and reports English', async () => {
+    runs.reset();
+    await recognizer.recognize(speech, options({ model: englishOnly.modelId, language: 'en' }));
+    const explicit = { encoder: runs.encoder, decoder: runs.decoder };
+    runs.reset();
+    const result = await recognizer.recognize(speech, options({ model: englishOnly.modelId }));
+    assert.deepEqual([result.language, result.text], ['en', 'Hello world.']);
+    assert.deepEqual({ encoder: runs.encoder, decoder: runs.decoder }, explicit);
+  });
+
+  it('stops before the detection step when the call is cancelled during the encoder pass', async () => {
+    const controller = new AbortController();
+    runs.reset();
+    runs.onEncoderRun = () => controller.abort();
+    await assert.rejects(
+      recognizer.recognize(speech, options({ signal: controller.signal })),
+      reasonOf(Reason.Cancelled),
+    );
+    assert.deepEqual({ encoder: runs.encoder, decoder: runs.decoder }, { encoder: 1, decoder: 0 });
+  });
+
+  it('reports no language for empty audio when asked to detect', async () => {
+    const result = await recognizer.recognize(new Float32Array(0), options());
+    assert.deepEqual([result.text, result.language], ['', '']);
   });
 });

@@ -10,7 +10,13 @@
  *
  * What transformers.js 4.3.1 does and does not do, which shapes this engine:
  * - It has no language detection: a multilingual model given no language is prompted with
- *   `<|en|>`. So a call without a language is transcribed as English and reported as "en".
+ *   `<|en|>`. This engine detects the language itself, as Whisper's `detect_language` does: one
+ *   decoder step on `<|startoftranscript|>` alone over the utterance's encoder output, argmax over
+ *   the language tokens. It runs inside the pipeline's call to `model.generate`, on the features the
+ *   pipeline computed (the log-mel features of a 30 s window take ~140 ms in JS), and its encoder
+ *   output is handed back when generate encodes the same features, so the encoder runs once. The
+ *   extra cost is that one decoder step, which computes the cross-attention keys and values that
+ *   generate's first step computes again. English-only models skip detection and report "en".
  * - Word timestamps need cross-attention outputs in the decoder graph and `alignment_heads` in
  *   generation_config.json. A model without them gets segment timestamps and no words.
  * - onnxruntime cannot stop a running session. An abort is noticed between decoder steps (through
@@ -18,7 +24,7 @@
  */
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { env, pipeline } from '@huggingface/transformers';
+import { env, pipeline, Tensor } from '@huggingface/transformers';
 import { invalidArgument, Reason, throwIfAborted, VoiceError } from '../errors.js';
 import type { Recognition, RecognizeOptions, SpeechRecognizer, TimedSpan, TimestampMode } from './types.js';
 
@@ -76,15 +82,27 @@ export function whisperModelFiles(dtype: TransformersDtype): string[] {
 
 /** The slice of transformers' AutomaticSpeechRecognitionPipeline this engine uses. */
 interface AsrPipeline {
-  (audio: Float32Array, options: Record<string, unknown>): Promise<AsrOutput>;
-  model: {
-    generation_config: {
-      is_multilingual?: boolean | null;
-      lang_to_id?: Record<string, number> | null;
-      alignment_heads?: unknown;
-    } | null;
-    sessions: Record<string, { outputNames: readonly string[] }>;
-  };
+  (audio: Float32Array, options: Record<string | symbol, unknown>): Promise<AsrOutput>;
+  model: WhisperModel;
+}
+
+/** The slice of transformers' WhisperForConditionalGeneration this engine uses. */
+interface WhisperModel {
+  generation_config: {
+    is_multilingual?: boolean | null;
+    lang_to_id?: Record<string, number> | null;
+    decoder_start_token_id?: number | null;
+    alignment_heads?: unknown;
+  } | null;
+  sessions: Record<string, OrtSession>;
+  generate(params: Record<string | symbol, unknown>): Promise<unknown>;
+  forward(inputs: Record<string, unknown>): Promise<{ logits: Tensor }>;
+}
+
+/** An onnxruntime InferenceSession as transformers keeps it in `model.sessions`. */
+interface OrtSession {
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, unknown>, ...rest: unknown[]): Promise<Record<string, unknown>>;
 }
 
 interface AsrOutput {
@@ -94,10 +112,26 @@ interface AsrOutput {
 
 interface LoadedModel {
   readonly pipe: AsrPipeline;
-  /** Language codes of the `<|xx|>` tokens; empty for English-only models. */
+  /** ISO 639-1 codes of the `<|xx|>` tokens (Whisper's "jw" as "jv"); empty for English-only models. */
   readonly languages: ReadonlySet<string>;
   readonly wordTimestamps: boolean;
 }
+
+/**
+ * Passed to the pipeline under the `detectLanguage` symbol; the pipeline hands its options on to
+ * `model.generate`, where the wrapper installed by `enableLanguageDetection` reads it.
+ */
+interface LanguageDetection {
+  readonly signal: AbortSignal;
+  /** The detected language's Whisper code, once detected. */
+  detected?: string;
+}
+
+const detectLanguage = Symbol('detectLanguage');
+
+/** Whisper's codes that are not the ISO 639-1 code of their language. */
+const whisperToIso: Readonly<Record<string, string>> = { jw: 'jv' };
+const isoToWhisper: Readonly<Record<string, string>> = { jv: 'jw' };
 
 export function createTransformersRecognizer(options: TransformersRecognizerOptions): TransformersRecognizer {
   const allowed = [...new Set([options.defaultModel, ...options.allowedModels])];
@@ -144,10 +178,10 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
 
     async recognize(
       audio,
-      { language, timestamps, model: requested, signal }: RecognizeOptions,
+      { language, timestamps, model: requestedModel, signal }: RecognizeOptions,
     ): Promise<Recognition> {
       throwIfAborted(signal);
-      const id = modelOf(requested);
+      const id = modelOf(requestedModel);
       if (audio.length > maxInputSamples) {
         throw new VoiceError(
           Reason.LimitExceeded,
@@ -155,17 +189,25 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
         );
       }
       const loaded = await load(id);
-      const spokenLanguage = resolveLanguage(language, id, loaded.languages);
+      const requested = resolveLanguage(language, id, loaded.languages);
       if (audio.length === 0)
-        return { text: '', language: spokenLanguage, model: id, segments: [], words: [] };
+        return { text: '', language: requested ?? '', model: id, segments: [], words: [] };
 
       const mode: TimestampMode = timestamps === 'word' && !loaded.wordTimestamps ? 'segment' : timestamps;
+      const detection: LanguageDetection | undefined = requested === undefined ? { signal } : undefined;
       const output = await loaded.pipe(audio, {
-        ...(loaded.languages.size > 0 ? { language: spokenLanguage, task: 'transcribe' } : {}),
+        ...(loaded.languages.size > 0 ? { language: toWhisperCode(requested), task: 'transcribe' } : {}),
+        ...(detection === undefined ? {} : { [detectLanguage]: detection }),
         return_timestamps: mode === 'none' ? false : mode === 'word' ? 'word' : true,
         streamer: abortingStreamer(signal),
       });
       throwIfAborted(signal);
+      let spokenLanguage = requested;
+      if (spokenLanguage === undefined) {
+        if (detection?.detected === undefined)
+          throw new VoiceError(Reason.Internal, `model "${id}": language detection did not run`);
+        spokenLanguage = toIsoCode(detection.detected);
+      }
 
       const text = output.text.trim();
       const durationMs = Math.round((audio.length / sampleRate) * 1000);
@@ -224,12 +266,24 @@ async function open(id: string, options: TransformersRecognizerOptions): Promise
     );
   }
   const generation = pipe.model.generation_config;
-  const languages = new Set<string>();
+  const languageTokens = new Map<number, string>();
   if (generation?.is_multilingual === true) {
-    for (const token of Object.keys(generation.lang_to_id ?? {})) {
+    for (const [token, tokenId] of Object.entries(generation.lang_to_id ?? {})) {
       const code = /^<\|([a-z]+)\|>$/.exec(token)?.[1];
-      if (code !== undefined) languages.add(code);
+      if (code !== undefined) languageTokens.set(tokenId, code);
     }
+  }
+  const languages = new Set([...languageTokens.values()].map(toIsoCode));
+  if (languageTokens.size > 0) {
+    const start = generation?.decoder_start_token_id;
+    const encoder = pipe.model.sessions.model;
+    if (typeof start !== 'number' || encoder === undefined) {
+      throw new VoiceError(
+        Reason.EngineUnavailable,
+        `speech recognition model "${id}" cannot detect languages: it needs decoder_start_token_id in generation_config.json and an encoder session`,
+      );
+    }
+    enableLanguageDetection(pipe.model, encoder, start, languageTokens);
   }
   const decoderOutputs = pipe.model.sessions.decoder_model_merged?.outputNames ?? [];
   const wordTimestamps =
@@ -250,21 +304,24 @@ async function missingFiles(folder: string, files: readonly string[]): Promise<s
   return missing;
 }
 
-/** The language to prompt with and report: the caller's, else English (see the note at the top). */
+/**
+ * The caller's language as an ISO 639-1 code the model has, or undefined to detect it. English-only
+ * models always speak English.
+ */
 function resolveLanguage(
   language: string | undefined,
   model: string,
   languages: ReadonlySet<string>,
-): string {
-  if (language === undefined || language === '') return 'en';
-  const code = language.toLowerCase();
+): string | undefined {
+  const code = language?.toLowerCase() ?? '';
   if (languages.size === 0) {
-    if (code === 'en') return code;
+    if (code === '' || code === 'auto' || code === 'en') return 'en';
     throw invalidArgument(
       'language',
       `model "${model}" is English-only; use "en" or leave the language unset`,
     );
   }
+  if (code === '' || code === 'auto') return undefined;
   if (!languages.has(code)) {
     throw invalidArgument(
       'language',
@@ -272,6 +329,86 @@ function resolveLanguage(
     );
   }
   return code;
+}
+
+function toIsoCode(whisperCode: string): string {
+  return whisperToIso[whisperCode] ?? whisperCode;
+}
+
+function toWhisperCode(isoCode: string | undefined): string | undefined {
+  return isoCode === undefined ? undefined : (isoToWhisper[isoCode] ?? isoCode);
+}
+
+/**
+ * Makes `model.generate` detect the language when its options carry a `LanguageDetection`:
+ * encode the features, run one decoder step on `<|startoftranscript|>`, take the language token
+ * with the highest logit, then generate with that language. While that call runs, an encoder run
+ * on the same features (generate's own) returns the output already computed; comparing the
+ * features' bytes, not the tensor, keeps this right when generate's seek loop encodes a later
+ * window of the audio, and when calls run concurrently.
+ */
+function enableLanguageDetection(
+  model: WhisperModel,
+  encoder: OrtSession,
+  startToken: number,
+  languageTokens: ReadonlyMap<number, string>,
+): void {
+  const runEncoder = encoder.run.bind(encoder);
+  const encoded = new Set<{ readonly features: Float32Array; readonly outputs: Record<string, unknown> }>();
+  encoder.run = async (feeds, ...rest) => {
+    const features = floatsOf(feeds.input_features);
+    if (features !== undefined) {
+      for (const entry of encoded) if (sameFloats(entry.features, features)) return entry.outputs;
+    }
+    return runEncoder(feeds, ...rest);
+  };
+
+  const generate = model.generate.bind(model);
+  model.generate = async (params) => {
+    const request = params[detectLanguage] as LanguageDetection | undefined;
+    const features = params.inputs;
+    if (request === undefined || !(features instanceof Tensor) || !(features.data instanceof Float32Array))
+      return generate(params);
+    const outputs = await runEncoder({ input_features: features.ort_tensor });
+    const entry = { features: features.data, outputs };
+    encoded.add(entry);
+    try {
+      throwIfAborted(request.signal);
+      const { logits } = await model.forward({
+        encoder_outputs: new Tensor(outputs.last_hidden_state as Tensor['ort_tensor']),
+        decoder_input_ids: new Tensor('int64', BigInt64Array.of(BigInt(startToken)), [1, 1]),
+      });
+      const scores = logits.to('float32').data as Float32Array;
+      const offset = scores.length - (logits.dims.at(-1) ?? 0);
+      let best = -Infinity;
+      for (const [tokenId, code] of languageTokens) {
+        const score = scores[offset + tokenId] ?? -Infinity;
+        if (score > best) {
+          best = score;
+          request.detected = code;
+        }
+      }
+      throwIfAborted(request.signal);
+      return await generate({ ...params, language: request.detected });
+    } finally {
+      encoded.delete(entry);
+    }
+  };
+}
+
+function floatsOf(tensor: unknown): Float32Array | undefined {
+  const data = (tensor as { data?: unknown } | undefined)?.data;
+  return data instanceof Float32Array ? data : undefined;
+}
+
+function sameFloats(a: Float32Array, b: Float32Array): boolean {
+  return (
+    a === b ||
+    (a.length === b.length &&
+      Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+      ))
+  );
 }
 
 /** A generation streamer that ends decoding with the abort reason once the signal fires. */

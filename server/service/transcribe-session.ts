@@ -54,10 +54,19 @@ export function transcribeStream(
   let finalisedUtterance = -1;
   let analysedMs = 0;
 
-  const recognize = (samples: Float32Array, priority: 'final' | 'interim', callSignal: AbortSignal) =>
+  // With language detection on, an utterance's first interim detects it and its later interims
+  // reuse it; the final detects again on the whole utterance.
+  let detected: { utterance: number; language: string } | undefined;
+
+  const recognize = (
+    samples: Float32Array,
+    priority: 'final' | 'interim',
+    callSignal: AbortSignal,
+    language = settings.language,
+  ) =>
     deps.recognizer.recognize(samples, {
       signal: callSignal,
-      language: settings.language,
+      language,
       timestamps: priority === FINAL_PRIORITY ? settings.timestamps : 'none',
       priority,
       model: settings.model,
@@ -79,8 +88,17 @@ export function transcribeStream(
     const current = { utterance: partial.utteranceIndex, endMs: partial.endMs, controller };
     interim = current;
     lastInterimEndMs = partial.endMs;
-    recognize(partial.audio.slice(), INTERIM_PRIORITY, AbortSignal.any([signal, controller.signal]))
+    const known = detected?.utterance === partial.utteranceIndex ? detected.language : undefined;
+    recognize(
+      partial.audio.slice(),
+      INTERIM_PRIORITY,
+      AbortSignal.any([signal, controller.signal]),
+      settings.language ?? known,
+    )
       .then((recognition) => {
+        if (settings.language === undefined && recognition.language !== '') {
+          detected = { utterance: partial.utteranceIndex, language: recognition.language };
+        }
         if (
           controller.signal.aborted ||
           finalisedUtterance >= partial.utteranceIndex ||
