@@ -63,6 +63,11 @@ async function main(): Promise<void> {
       },
     );
   };
+  // A promise rejected with no handler is a bug; it must cost at most the call it belongs to,
+  // not the process and every other call in it.
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason }, 'unhandled promise rejection (a bug); the server keeps running');
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

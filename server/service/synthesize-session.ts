@@ -57,6 +57,10 @@ export function synthesizeStream(
   const slots = createSlots(deps.parallelism);
   let resampler: Resampler | undefined;
   let ordered: Promise<void> = Promise.resolve();
+  // A sentence that cannot be synthesized ends the stream at once (after the audio before it), and
+  // stops the work still running for the stream.
+  const stop = new AbortController();
+  const work = AbortSignal.any([signal, stop.signal]);
   let sequenceNumber = 0;
   let sampleOffset = 0;
   let receivedChars = 0;
@@ -93,18 +97,23 @@ export function synthesizeStream(
         deps.synthesizer.synthesize(segment.text, {
           voice: settings.voice.id,
           speed: settings.speed,
-          signal,
+          signal: work,
         }),
       );
       audio.catch(() => {});
       lastSegment = segment;
-      ordered = ordered.then(async () => emit(await toOutputRate(await audio), segment));
+      ordered = ordered
+        .then(async () => emit(await toOutputRate(await audio), segment))
+        .catch((error: unknown) => {
+          out.fail(error);
+          stop.abort(error);
+        });
     }
   };
 
   const run = async () => {
     for await (const item of input) {
-      throwIfAborted(signal);
+      throwIfAborted(work);
       if (item.kind === 'flush') {
         schedule(splitter.flush());
         continue;

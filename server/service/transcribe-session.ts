@@ -49,6 +49,10 @@ export function transcribeStream(
   const vadSession = deps.vad.openSession();
   const segmenter = createUtteranceSegmenter(settings.segmenter);
   let finals: Promise<void> = Promise.resolve();
+  // A final that cannot be computed ends the stream at once (after the finals before it), and
+  // stops the work still running for it.
+  const stop = new AbortController();
+  const work = AbortSignal.any([signal, stop.signal]);
   let interim: { utterance: number; endMs: number; controller: AbortController } | undefined;
   let lastInterimEndMs = -Infinity;
   let finalisedUtterance = -1;
@@ -75,11 +79,11 @@ export function transcribeStream(
   const recognizeFinal = async (samples: Float32Array): Promise<Recognition> => {
     try {
       // The worker may take the buffer; keep a copy in case a crashed worker means one retry.
-      return await recognize(samples.slice(), FINAL_PRIORITY, signal);
+      return await recognize(samples.slice(), FINAL_PRIORITY, work);
     } catch (error) {
-      if (!(error instanceof VoiceError) || error.reason !== Reason.WorkerCrashed || signal.aborted)
+      if (!(error instanceof VoiceError) || error.reason !== Reason.WorkerCrashed || work.aborted)
         throw error;
-      return recognize(samples, FINAL_PRIORITY, signal);
+      return recognize(samples, FINAL_PRIORITY, work);
     }
   };
 
@@ -92,7 +96,7 @@ export function transcribeStream(
     recognize(
       partial.audio.slice(),
       INTERIM_PRIORITY,
-      AbortSignal.any([signal, controller.signal]),
+      AbortSignal.any([work, controller.signal]),
       settings.language ?? known,
     )
       .then((recognition) => {
@@ -128,7 +132,7 @@ export function transcribeStream(
       toRecognitionAudio(audio, settings.format, deps.limits),
       vadSession,
       segmenter,
-      signal,
+      work,
     );
     for await (const event of events) {
       switch (event.type) {
@@ -154,10 +158,15 @@ export function transcribeStream(
           if (interim?.utterance === event.utteranceIndex) interim.controller.abort();
           const recognition = recognizeFinal(event.audio);
           recognition.catch(() => {});
-          finals = finals.then(async () => {
-            const result = await recognition;
-            out.push({ event: { case: 'result', value: toResult(result, event, true, settings) } });
-          });
+          finals = finals
+            .then(async () => {
+              const result = await recognition;
+              out.push({ event: { case: 'result', value: toResult(result, event, true, settings) } });
+            })
+            .catch((error: unknown) => {
+              out.fail(error);
+              stop.abort(error);
+            });
           break;
         }
         case 'progress':

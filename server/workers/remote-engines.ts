@@ -244,6 +244,9 @@ export async function startRemoteEngines(
   const pools = {
     vad: createWorkerPool<EngineJobs, EngineReport>({
       ...common,
+      // A stream has at most one VAD batch in flight, so the queue only needs room for every stream.
+      queueSize: config.performance.max_concurrent_requests,
+      queueSizeKey: 'performance.max_concurrent_requests',
       name: 'vad',
       size: 1,
       workerData: data.vad,

@@ -1,0 +1,163 @@
+/**
+ * (b) The service end to end: the real server (dist/server/main.js) as a child process on
+ * 127.0.0.1 with ephemeral ports, driven over gRPC by the Node client.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { createVoiceClient, ServingStatus, type VoiceClient } from '../clients/node/index.js';
+
+export interface RunningService {
+  readonly pid: number;
+  readonly client: VoiceClient;
+  readonly metricsUrl: string;
+  /** Seconds from spawn until the engines were loaded and health said SERVING. */
+  readonly startSeconds: number;
+  /** How the server process ended ("exit code 134", "signal SIGKILL"), or undefined while it runs. */
+  exited(): string | undefined;
+  scrape(): Promise<MetricsSnapshot>;
+  stop(): Promise<void>;
+}
+
+/** Starts `node <dist>/server/main.js --config <file>` with the given config sections. */
+export async function startService(
+  sections: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): Promise<RunningService> {
+  const dir = mkdtempSync(join(tmpdir(), 'voice-bench-config-'));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, stringify(sections));
+  const main = fileURLToPath(new URL('../server/main.js', import.meta.url));
+  const started = performance.now();
+  const child = spawn(process.execPath, [main, '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('the server process did not start');
+  const stderr: string[] = [];
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    stderr.push(text);
+    if (stderr.length > 50) stderr.shift();
+  });
+
+  const ports = await new Promise<{ grpcPort: number; metricsPort: number }>((resolve, reject) => {
+    let grpcPort: number | undefined;
+    let metricsPort: number | undefined;
+    const timer = setTimeout(
+      () => reject(new Error('the server did not load its engines in 120 s')),
+      120_000,
+    );
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited with ${code} while starting: ${stderr.join('').slice(-2000)}`));
+    });
+    // The server's JSON log lines must be read all the time, or a full pipe would stall it.
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      let record: {
+        msg?: string;
+        grpcPort?: number;
+        metricsPort?: number;
+        level?: string;
+        engine?: string;
+        reason?: string;
+      };
+      try {
+        record = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (record.msg === 'listening') ({ grpcPort, metricsPort } = record);
+      if (record.level === 'error' && record.msg?.startsWith('model workers failed to start')) {
+        clearTimeout(timer);
+        reject(new Error(`the server's model workers failed to start: ${line.slice(0, 2000)}`));
+      }
+      if (record.msg === 'engine not available') {
+        clearTimeout(timer);
+        reject(new Error(`the server could not load ${record.engine}: ${record.reason}`));
+      }
+      if (record.msg === 'engines loaded' && grpcPort !== undefined && metricsPort !== undefined) {
+        clearTimeout(timer);
+        resolve({ grpcPort, metricsPort });
+      }
+    });
+  }).catch(async (error: unknown) => {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  });
+
+  const client = createVoiceClient({ address: `127.0.0.1:${ports.grpcPort}` });
+  const health = await client.health.check({ service: 'cortex.voice.v1.Transcription' });
+  if (health.status !== ServingStatus.SERVING) {
+    client.close();
+    await stopChild(child);
+    throw new Error(`Transcription is ${ServingStatus[health.status]} after loading`);
+  }
+  const metricsUrl = `http://127.0.0.1:${ports.metricsPort}/metrics`;
+  return {
+    pid,
+    client,
+    metricsUrl,
+    startSeconds: (performance.now() - started) / 1000,
+    exited() {
+      if (child.exitCode !== null) return `exit code ${child.exitCode}`;
+      if (child.signalCode !== null) return `signal ${child.signalCode}`;
+      return undefined;
+    },
+    scrape: () => scrapeMetrics(metricsUrl),
+    async stop() {
+      client.close();
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** SIGTERM (the server drains), then SIGKILL to this child alone if it is still there after 10 s. */
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export interface MetricsSnapshot {
+  /** Sum of every sample named `name` whose labels include all of `labels`. */
+  value(name: string, labels?: Record<string, string>): number;
+}
+
+export async function scrapeMetrics(url: string): Promise<MetricsSnapshot> {
+  const response = await fetch(url);
+  const text = await response.text();
+  const samples: Array<{ name: string; labels: Record<string, string>; value: number }> = [];
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
+    if (match === null) continue;
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[pair[1] ?? ''] = pair[2] ?? '';
+    }
+    samples.push({ name: match[1] ?? '', labels, value: Number(match[3]) });
+  }
+  return {
+    value(name, wanted = {}) {
+      return samples
+        .filter(
+          (sample) =>
+            sample.name === name &&
+            Object.entries(wanted).every(([key, value]) => sample.labels[key] === value),
+        )
+        .reduce((total, sample) => total + sample.value, 0);
+    },
+  };
+}
