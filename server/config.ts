@@ -97,7 +97,7 @@ const modelsSchema = z
     vad: z
       .object({
         /** Silero v6 measured as accurate as v5 with better onsets and fewer false alarms in noise. */
-        model: oneOf(['silero_v5', 'silero_v6']).default('silero_v6'),
+        model: oneOf(['silero_v4', 'silero_v5', 'silero_v6']).default('silero_v6'),
         threshold: numberIn(0.1, 0.95).default(0.5),
         min_speech_ms: intIn(0, 5000).default(250),
         min_silence_ms: intIn(100, 5000).default(500),

@@ -108,7 +108,7 @@ export function toStatus(error: unknown, signal?: AbortSignal): WireStatus {
   if (error instanceof ConnectError && error.code !== Code.Unknown && error.code !== Code.Internal) {
     return {
       code: error.code,
-      message: error.rawMessage,
+      message: bounded(error.rawMessage),
       reason: Reason.Internal,
       retryAfterMs: undefined,
       unexpected: false,
@@ -123,10 +123,21 @@ export function toStatus(error: unknown, signal?: AbortSignal): WireStatus {
   };
 }
 
+/**
+ * Longest status message sent. Messages may quote client input (an unknown voice id, say); a
+ * status that outgrows the HTTP/2 header block would never reach the client and would stall the
+ * connection.
+ */
+const MAX_MESSAGE_CHARS = 1024;
+
+function bounded(message: string): string {
+  return message.length <= MAX_MESSAGE_CHARS ? message : `${message.slice(0, MAX_MESSAGE_CHARS - 1)}…`;
+}
+
 function statusOf(error: VoiceError): WireStatus {
   return {
     code: error.code,
-    message: error.rawMessage,
+    message: bounded(error.rawMessage),
     reason: error.reason,
     retryAfterMs: error.retryAfterMs,
     unexpected: error.reason === Reason.Internal,

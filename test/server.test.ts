@@ -159,6 +159,13 @@ describe('server without engines', () => {
     assert.ok(!t.logs.text().includes('super-secret-key'), 'the API key never reaches the logs');
   });
 
+  it('returns the request id with failed calls too', async () => {
+    const error = await expectError(
+      t.client.synthesis.listVoices({}, { headers: { 'x-request-id': 'failed-call' } }),
+    );
+    assert.equal(error.metadata.get('x-request-id'), 'failed-call');
+  });
+
   it('returns the request id to the client in the response headers', async () => {
     let header: string | null = null;
     await t.client.health.check(

@@ -238,6 +238,18 @@ describe('grpc transport call cap', () => {
       assert.equal(again.code, Code.DeadlineExceeded, 'a freed slot admits the next call');
       const body = await metrics.registry.getSingleMetricAsString('voice_rejected_calls_total');
       assert.match(body, /reason="max_concurrent_requests"\} 1/);
+      await sleep(100);
+      const handled = await metrics.registry.getSingleMetricAsString('grpc_server_handled_total');
+      assert.match(
+        handled,
+        /grpc_method="ListVoices",grpc_code="RESOURCE_EXHAUSTED"\} 1/,
+        'refusals are recorded with their code',
+      );
+      assert.match(
+        handled,
+        /grpc_method="ListVoices",grpc_code="DEADLINE_EXCEEDED"\} 1/,
+        'deadlines are not recorded as cancels',
+      );
     } finally {
       client.close();
       await transport.drain(0);
@@ -265,6 +277,73 @@ describe('grpc transport message limit', () => {
       assert.ok(error instanceof ConnectError);
       assert.equal(error.code, Code.ResourceExhausted);
       assert.equal(observed.abortReason, undefined, 'the handler never ran');
+    } finally {
+      client.close();
+      await transport.drain(0);
+    }
+  });
+});
+
+describe('grpc transport long error messages', () => {
+  it('bounds a status message that quotes a huge client value, and the connection keeps working', async () => {
+    const config = testConfig();
+    const transport = createGrpcTransport({
+      config,
+      logger: createLogger(config.logging, { destination: captureLogs().stream }),
+      metrics: createMetrics(),
+      health: createHealthReporter([Synthesis.typeName]),
+      services: [
+        registration(Synthesis, {
+          ...standInHandlers({ produced: 0, abortReason: undefined, aborted: Promise.resolve() }),
+          async listVoices(request: { language: string }) {
+            throw new VoiceError(Reason.InvalidArgument, `language: "${request.language}" is not known`);
+          },
+        } as never),
+      ],
+    });
+    const port = await transport.listen();
+    const client = createVoiceClient({ address: `127.0.0.1:${port}` });
+    try {
+      const error = await client.synthesis
+        .listVoices({ language: 'x'.repeat(200_000) }, { timeoutMs: 5000 })
+        .catch((caught: unknown) => ConnectError.from(caught));
+      assert.ok(error instanceof ConnectError);
+      assert.equal(error.code, Code.InvalidArgument, error.rawMessage);
+      assert.ok(error.rawMessage.length <= 1024);
+      assert.match(error.rawMessage, /^language: "x+…$/);
+      const again = await client.synthesis
+        .listVoices({ language: 'en' }, { timeoutMs: 5000 })
+        .catch((caught: unknown) => ConnectError.from(caught));
+      assert.ok(again instanceof ConnectError);
+      assert.equal(again.code, Code.InvalidArgument, 'the same connection still answers');
+    } finally {
+      client.close();
+      await transport.drain(0);
+    }
+  });
+
+  it("lets a unary call run to the client's deadline even past service.timeout", async () => {
+    const config = testConfig({ service: { timeout: 1 } });
+    const transport = createGrpcTransport({
+      config,
+      logger: createLogger(config.logging, { destination: captureLogs().stream }),
+      metrics: createMetrics(),
+      health: createHealthReporter([Synthesis.typeName]),
+      services: [
+        registration(Synthesis, {
+          ...standInHandlers({ produced: 0, abortReason: undefined, aborted: Promise.resolve() }),
+          async listVoices() {
+            await sleep(1500);
+            return { voices: [] };
+          },
+        } as never),
+      ],
+    });
+    const port = await transport.listen();
+    const client = createVoiceClient({ address: `127.0.0.1:${port}` });
+    try {
+      const response = await client.synthesis.listVoices({}, { timeoutMs: 5000 });
+      assert.deepEqual(response.voices, []);
     } finally {
       client.close();
       await transport.drain(0);

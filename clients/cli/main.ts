@@ -30,7 +30,9 @@ const program = new Command()
   )
   .addOption(new Option('-k, --api-key <key>', 'API key sent as x-api-key').env('VOICE_API_KEY'))
   .addOption(
-    new Option('-t, --timeout <seconds>', 'deadline of each call').argParser(positiveNumber).default(120),
+    new Option('-t, --timeout <seconds>', 'deadline of each call (transcribe: on top of the audio length)')
+      .argParser(positiveNumber)
+      .default(120),
   )
   .showHelpAfterError()
   .addHelpText(
@@ -131,8 +133,10 @@ program
             if (options.realtime) await sleep(options.chunkMs);
           }
         }
+        // At real-time pace the call lasts as long as the audio: the deadline comes on top of that.
+        const audioMs = options.realtime ? (wav.bytes.length / wav.byteRate) * 1000 : 0;
         for await (const response of client.transcription.transcribe(requests(), {
-          timeoutMs: global.timeout * 1000,
+          timeoutMs: global.timeout * 1000 + audioMs,
         })) {
           const line = formatResult(response, options.json === true);
           if (line !== undefined) process.stdout.write(`${line}\n`);

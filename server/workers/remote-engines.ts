@@ -191,6 +191,8 @@ function languageOfModel(id: string): string {
   return Intl.getCanonicalLocales(code)[0] ?? code;
 }
 
+const SILERO_VERSIONS = { silero_v4: 'v4', silero_v5: 'v5', silero_v6: 'v6' } as const;
+
 /** The workerData of each pool, from the service's config. */
 export function engineWorkerData(
   config: Config,
@@ -199,7 +201,7 @@ export function engineWorkerData(
   const { models, performance } = config;
   const threads = performance.inference_threads;
   return {
-    vad: { vad: { version: models.vad.model === 'silero_v6' ? 'v6' : 'v5', threads: 1 } },
+    vad: { vad: { version: SILERO_VERSIONS[models.vad.model], threads: 1 } },
     inference: {
       ...(testHooks ? { testHooks: true } : {}),
       asr: {

@@ -18,7 +18,8 @@ import type { CallContext, ServiceRegistration } from '../../service/context.js'
 import { errorTrailers } from './trailers.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
-const DEADLINE_SLACK_MS = 50;
+/** A cancel this close to the client's deadline is the deadline (the client's timer fires first). */
+export const DEADLINE_SLACK_MS = 50;
 
 /** Calls in progress, so a drain can cancel those still running when the grace period ends. */
 export class ActiveCalls {
@@ -147,9 +148,12 @@ function openScope(
   const requestId = metadata.get(REQUEST_ID_HEADER) ?? randomUUID();
   const peer = call.getPeer();
   const clientDeadline = toDate(call.getDeadline());
+  // A stream ends at the earlier of the client's deadline and the server's stream limit; a unary
+  // call honours the client's deadline, and only one without a deadline gets service.timeout.
   const limitMs = streaming ? options.maxStreamDurationMs : options.defaultUnaryTimeoutMs;
   const serverDeadline = new Date(Date.now() + limitMs);
-  const deadline = clientDeadline && clientDeadline < serverDeadline ? clientDeadline : serverDeadline;
+  const deadline =
+    clientDeadline && (!streaming || clientDeadline < serverDeadline) ? clientDeadline : serverDeadline;
   const timer = setTimeout(
     () => {
       const seconds = limitMs / 1000;
@@ -242,17 +246,25 @@ async function* readAll(stream: Readable, method: DescMethod, signal: AbortSigna
   // The default iterator destroys the stream when reading ends, which for a duplex call would also
   // destroy the response side before the status is sent.
   const iterator = stream.iterator({ destroyOnReturn: false });
-  const aborted = new Promise<never>((_, reject) => {
-    const fail = () => reject(signal.reason);
-    if (signal.aborted) fail();
-    else signal.addEventListener('abort', fail, { once: true });
-  });
-  aborted.catch(() => {});
   while (true) {
-    const next = await Promise.race([iterator.next(), aborted]);
+    const next = await untilAborted(iterator.next(), signal);
     if (next.done) return;
     yield decode(method, next.value as Buffer);
   }
+}
+
+/**
+ * The promise's outcome, or the signal's reason if it aborts first. The listener lives only as long
+ * as one wait, so nothing of a settled message stays reachable from the signal.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
 
 interface WritableCall {

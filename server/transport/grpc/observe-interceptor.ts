@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   status as GrpcStatus,
+  Metadata,
   ServerInterceptingCall,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
@@ -8,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { REQUEST_ID_HEADER } from './call-adapter.js';
+import { DEADLINE_SLACK_MS, REQUEST_ID_HEADER } from './call-adapter.js';
 import { ERROR_REASON_TRAILER, errorTrailers } from './trailers.js';
 
 const CODE_NAMES: Record<number, string> = Object.fromEntries(
@@ -72,6 +73,19 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
       else logger.info(record, 'call finished');
     };
 
+    /** Ends the call before it reaches the next interceptor, recorded like any other call. */
+    const refuse = (label: string, code: GrpcStatus, reason: string, details: string) => {
+      metrics.rejectedCalls.inc({ reason: label });
+      finish(code, details, reason);
+      const retryAfterMs = code === GrpcStatus.RESOURCE_EXHAUSTED ? 1000 : undefined;
+      call.sendStatus(
+        withRequestId(
+          { code, details, metadata: errorTrailers(code, details, reason, retryAfterMs) },
+          requestId,
+        ),
+      );
+    };
+
     return new ServerInterceptingCall(call, {
       start: (next) => {
         metrics.started.inc(labels);
@@ -85,8 +99,6 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
             if (!options.alwaysServed.has(service)) {
               if (options.isDraining()) {
                 refuse(
-                  call,
-                  metrics,
                   'draining',
                   GrpcStatus.UNAVAILABLE,
                   'DRAINING',
@@ -96,8 +108,6 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
               }
               if (callsInProgress >= options.maxConcurrentCalls) {
                 refuse(
-                  call,
-                  metrics,
                   'max_concurrent_requests',
                   GrpcStatus.RESOURCE_EXHAUSTED,
                   'OVERLOADED',
@@ -115,7 +125,14 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
             metrics.messagesReceived.inc(labels);
             nextMessage(message);
           },
-          onCancel: () => finish(GrpcStatus.CANCELLED, 'cancelled by the client', undefined),
+          // grpc-js reports its own deadline expiry, and the end of every call, as a cancellation.
+          onCancel: () => {
+            const deadline = Number(call.getDeadline());
+            const expired = Number.isFinite(deadline) && deadline <= Date.now() + DEADLINE_SLACK_MS;
+            if (expired)
+              finish(GrpcStatus.DEADLINE_EXCEEDED, "the client's deadline passed", 'DEADLINE_EXCEEDED');
+            else finish(GrpcStatus.CANCELLED, 'cancelled by the client', undefined);
+          },
         });
       },
       sendMetadata: (metadata, next) => {
@@ -130,23 +147,19 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
       sendStatus: (status, next) => {
         const reason = status.metadata?.get(ERROR_REASON_TRAILER)[0];
         finish(status.code, status.details, typeof reason === 'string' ? reason : undefined);
-        next(status);
+        next(withRequestId(status, requestId));
       },
     });
   };
 }
 
-function refuse(
-  call: ServerInterceptingCallInterface,
-  metrics: Metrics,
-  label: string,
-  code: GrpcStatus,
-  reason: string,
-  details: string,
-): void {
-  metrics.rejectedCalls.inc({ reason: label });
-  const retryAfterMs = code === GrpcStatus.RESOURCE_EXHAUSTED ? 1000 : undefined;
-  call.sendStatus({ code, details, metadata: errorTrailers(code, details, reason, retryAfterMs) });
+/** Failed calls carry the request id too: their status may be the only thing the client gets. */
+type StatusWithMetadata = Parameters<ServerInterceptingCallInterface['sendStatus']>[0];
+
+function withRequestId(status: StatusWithMetadata, requestId: string): StatusWithMetadata {
+  const metadata = status.metadata ?? new Metadata();
+  metadata.set(REQUEST_ID_HEADER, requestId);
+  return { ...status, metadata };
 }
 
 function splitPath(path: string): { service: string; method: string } {
