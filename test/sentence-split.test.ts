@@ -60,7 +60,7 @@ function split(parts: readonly string[], options: SentenceSplitterOptions = {}):
 const texts = (text: string, options: SentenceSplitterOptions = {}): string[] =>
   split([text], options).segments.map((s) => s.text);
 
-/** Segments tile the input: each starts where the previous ended, only whitespace is left over. */
+/** Segments tile the input: each starts where the previous ended; what is left over says nothing. */
 function assertTiles(input: string, segments: readonly TextSegment[], maxChars = 200): void {
   const points = Array.from(input);
   let position = 0;
@@ -84,7 +84,11 @@ function assertTiles(input: string, segments: readonly TextSegment[], maxChars =
     }
     position = segment.end;
   }
-  assert.equal(points.slice(position).join('').trim(), '', 'only whitespace follows the last segment');
+  const rest = points.slice(position).join('');
+  assert.ok(
+    !/[\p{L}\p{N}\p{S}]/u.test(rest),
+    `only whitespace and punctuation follow the last segment: ${JSON.stringify(rest)}`,
+  );
 }
 
 /** Whole text, one unit at a time and three random fragmentations all give the same segments. */
@@ -203,9 +207,23 @@ describe('sentence ends', () => {
     ]);
   });
 
-  test('punctuation-only text is never a segment of its own until flush', () => {
+  test('punctuation-only text is never a segment of its own, and flush drops it', () => {
     assert.deepEqual(texts('... ?! Hello there. *** Bye.'), ['... ?! Hello there.', '*** Bye.']);
-    assert.deepEqual(texts('--- '), ['---']);
+    assert.deepEqual(texts('--- '), []);
+    assert.deepEqual(texts('Bye. ?!'), ['Bye.']);
+  });
+
+  test('flush drops pending punctuation and later segments keep their offsets', () => {
+    const splitter = createSentenceSplitter();
+    assert.deepEqual(splitter.push('...'), []);
+    assert.deepEqual(splitter.flush(), []);
+    assert.deepEqual(splitter.push(' ?!'), []);
+    assert.deepEqual(splitter.flush(), []);
+    assert.deepEqual(splitter.push(' Hello. '), [{ text: 'Hello.', start: 6, end: 13 }]);
+    assert.deepEqual(splitter.push('Bye. \u201c\u2026'), [{ text: 'Bye.', start: 13, end: 18 }]);
+    assert.deepEqual(splitter.flush(), []);
+    assert.deepEqual(splitter.push('\u2014 2 \u20ac'), []);
+    assert.deepEqual(splitter.flush(), [{ text: '\u2014 2 \u20ac', start: 21, end: 26 }]);
   });
 });
 

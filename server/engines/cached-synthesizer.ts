@@ -26,6 +26,12 @@ export function createCachedSynthesizer(
   const remember = (key: string, audio: PcmAudio) => {
     const size = audio.samples.byteLength;
     if (size > options.maxBytes) return;
+    // Concurrent misses for one key each arrive here; the last one replaces the others.
+    const previous = entries.get(key);
+    if (previous) {
+      entries.delete(key);
+      bytes -= previous.samples.byteLength;
+    }
     entries.set(key, audio);
     bytes += size;
     for (const [oldest, value] of entries) {

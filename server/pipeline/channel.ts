@@ -1,15 +1,26 @@
-import { throwIfAborted } from '../errors.js';
+import { invalidArgument, throwIfAborted } from '../errors.js';
 
 /**
- * An unbounded single-consumer queue between producers that finish at different times (e.g.
- * recognitions running in parallel) and the one loop that writes responses. Items pushed before
- * `fail` are still delivered; then the error is thrown.
+ * A single-consumer queue between producers that finish at different times (e.g. recognitions
+ * running in parallel) and the one loop that writes responses. `push` never blocks; a producer that
+ * can wait honours the consumer's pace with `waitForSpace`. Items pushed before `fail` are still
+ * delivered; then the error is thrown. Once the consumer stops early, the channel counts as closed.
  */
 export interface Channel<T> extends AsyncIterable<T> {
   push(item: T): void;
   close(): void;
   fail(error: unknown): void;
+  /**
+   * Resolves once the channel holds fewer than `limit` items, or at once when it is closed or failed
+   * (later pushes are then dropped); rejects with the signal's reason when it aborts first.
+   */
+  waitForSpace(limit: number, signal: AbortSignal): Promise<void>;
   readonly closed: boolean;
+}
+
+interface SpaceWaiter {
+  readonly limit: number;
+  readonly release: () => void;
 }
 
 export function createChannel<T>(): Channel<T> {
@@ -17,10 +28,19 @@ export function createChannel<T>(): Channel<T> {
   let done = false;
   let failure: { error: unknown } | undefined;
   let wake: (() => void) | undefined;
+  const waiters = new Set<SpaceWaiter>();
   const notify = () => {
     const resolve = wake;
     wake = undefined;
     resolve?.();
+  };
+  const releaseWaiters = () => {
+    for (const waiter of waiters) if (done || items.length < waiter.limit) waiter.release();
+  };
+  const finish = () => {
+    done = true;
+    notify();
+    releaseWaiters();
   };
   return {
     get closed() {
@@ -32,28 +52,55 @@ export function createChannel<T>(): Channel<T> {
       notify();
     },
     close() {
-      done = true;
-      notify();
+      finish();
     },
     fail(error) {
       if (done) return;
       failure = { error };
-      done = true;
-      notify();
+      finish();
+    },
+    waitForSpace(limit, signal) {
+      if (!Number.isInteger(limit) || limit < 1) throw invalidArgument('limit', 'must be an integer >= 1');
+      if (done || items.length < limit) return Promise.resolve();
+      if (signal.aborted) return Promise.reject(signal.reason);
+      return new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          waiters.delete(waiter);
+          reject(signal.reason);
+        };
+        const waiter: SpaceWaiter = {
+          limit,
+          release: () => {
+            waiters.delete(waiter);
+            signal.removeEventListener('abort', onAbort);
+            resolve();
+          },
+        };
+        waiters.add(waiter);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
     },
     async *[Symbol.asyncIterator]() {
-      while (true) {
-        if (items.length > 0) {
-          yield items.shift() as T;
-          continue;
+      try {
+        while (true) {
+          if (items.length > 0) {
+            const item = items.shift() as T;
+            releaseWaiters();
+            yield item;
+            continue;
+          }
+          if (done) {
+            if (failure) throw failure.error;
+            return;
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
         }
-        if (done) {
-          if (failure) throw failure.error;
-          return;
-        }
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
+      } finally {
+        // The consumer is gone (or saw the end): nobody will take more items, so nobody waits for room.
+        items.length = 0;
+        finish();
       }
     },
   };

@@ -4,7 +4,8 @@ import { invalidArgument } from '../errors.js';
  * One piece of text ready for synthesis. Offsets count Unicode code points (not UTF-16 units) of all
  * text pushed into the splitter. Spans tile the input: each segment starts where the previous one
  * ended (the first at 0) and ends just after its last non-whitespace character, so the whitespace
- * between two segments belongs to the later one. Only whitespace after the last segment is in no span.
+ * between two segments belongs to the later one. Only whitespace after the last segment is in no span,
+ * and text that flush() drops for having nothing speakable: the next segment starts after it.
  */
 export interface TextSegment {
   /** The span's text without leading whitespace; never empty. Inner whitespace (newlines) is kept. */
@@ -16,7 +17,10 @@ export interface TextSegment {
 export interface SentenceSplitter {
   /** Scans only the new fragment (amortised) and returns the segments it completed, in order. */
   push(fragment: string): TextSegment[];
-  /** Releases everything pending as at most one segment; later pushes start a new segment. */
+  /**
+   * Releases everything pending as at most one segment (none if it has no letter, digit or symbol:
+   * that text is dropped); later pushes start a new segment.
+   */
   flush(): TextSegment[];
 }
 
@@ -149,7 +153,8 @@ function primaryLanguage(language: string | undefined): string {
  * - A newline (`line`) or a blank line (`paragraph`) ends a segment; so does flush().
  * - A run longer than maxChars is cut after a clause mark (, ; : — –) in the second half of the limit, else
  *   after the last whole word (or between CJK characters); a single longer token is never cut inside.
- * - A segment must contain a letter, digit or symbol: punctuation alone joins the next segment.
+ * - A segment must contain a letter, digit or symbol: punctuation alone joins the next segment, and
+ *   flush() drops it.
  * Each character is read once, except that after a cut for length the unreleased rest (< maxChars plus
  * one token) is read again, so a push costs amortised O(fragment length).
  */
@@ -209,13 +214,16 @@ export function createSentenceSplitter(options: SentenceSplitterOptions = {}): S
     newlines = 0;
   }
 
-  /** Emits [segment start, x) and rewinds reading to x, so the rest is scanned again as a new segment. */
-  function cut(x: Cut): void {
+  /**
+   * Emits [segment start, x) and rewinds reading to x, so the rest is scanned again as a new segment.
+   * With `emit` false the segment is dropped instead: the next one starts at x all the same.
+   */
+  function cut(x: Cut, emit = true): void {
     let scanned = '';
     for (let k = 0; k < ci && k < chunks.length; k++) scanned += chunks[k];
     if (ci < chunks.length) scanned += chunks[ci]!.slice(0, co);
     const text = scanned.slice(contentStartU - chunksStartU, x.u - chunksStartU);
-    out.push({ text, start: segStartCp, end: x.cp });
+    if (emit) out.push({ text, start: segStartCp, end: x.cp });
     const rest = [scanned.slice(x.u - chunksStartU)];
     if (ci < chunks.length) rest.push(chunks[ci]!.slice(co), ...chunks.slice(ci + 1));
     chunks = rest.filter((s) => s.length > 0);
@@ -416,7 +424,8 @@ export function createSentenceSplitter(options: SentenceSplitterOptions = {}): S
     flush() {
       out = [];
       if (contentStartU >= 0) {
-        cut({ u: lastEndU, cp: lastEndCp });
+        // Punctuation alone has nothing to say: it is dropped, not sent to the engines.
+        cut({ u: lastEndU, cp: lastEndCp }, speakable);
         drain();
       }
       return out;

@@ -11,9 +11,14 @@ export type DetectorEvent = SegmenterEvent | ProgressEvent;
 
 /** Frames sent to the VAD in one call at least (64 ms), so a stream costs few worker messages. */
 const MIN_BATCH_FRAMES = 2;
+/**
+ * Frames in one call at most (1 s): a large client chunk is split so that it never holds the shared
+ * VAD worker long enough to stall other streams.
+ */
+const MAX_BATCH_FRAMES = 32;
 
 /**
- * Runs 16 kHz audio through the VAD in batches of whole frames and the segmenter frame by frame,
+ * Runs 16 kHz audio through the VAD in batches of at most 32 whole frames and the segmenter frame by frame,
  * yielding speech events, finished utterances and progress as they happen. Audio the VAD calls silence goes
  * no further than the segmenter's padding buffer.
  */
@@ -30,14 +35,18 @@ export async function* detectSpeech(
 
   const process = async function* (samples: Float32Array): AsyncGenerator<DetectorEvent> {
     const frames = Math.floor(samples.length / frame);
-    // The engine may take the batch's buffer (it crosses to a worker), so it gets its own copy.
-    const probabilities = await vad.probabilities(samples.slice(0, frames * frame), { signal });
-    for (let index = 0; index < frames; index += 1) {
-      lastProbability = probabilities[index] ?? 0;
-      yield* segmenter.push(samples.subarray(index * frame, (index + 1) * frame), lastProbability);
+    for (let first = 0; first < frames; first += MAX_BATCH_FRAMES) {
+      const count = Math.min(MAX_BATCH_FRAMES, frames - first);
+      const batch = samples.subarray(first * frame, (first + count) * frame);
+      // The engine may take the batch's buffer (it crosses to a worker), so it gets its own copy.
+      const probabilities = await vad.probabilities(batch.slice(), { signal });
+      for (let index = 0; index < count; index += 1) {
+        lastProbability = probabilities[index] ?? 0;
+        yield* segmenter.push(batch.subarray(index * frame, (index + 1) * frame), lastProbability);
+      }
+      analysedSamples += count * frame;
+      yield { type: 'progress', offsetMs: analysedSamples / 16 };
     }
-    analysedSamples += frames * frame;
-    yield { type: 'progress', offsetMs: analysedSamples / 16 };
   };
 
   for await (const chunk of audio) {

@@ -33,12 +33,18 @@ export interface SynthesizeSessionDeps {
 
 /** Longest audio in one response, in seconds, so one long sentence still streams in pieces. */
 const MAX_CHUNK_SECONDS = 1;
+/** Responses made but not yet taken by the writer; beyond this the session waits for the client. */
+const MAX_QUEUED_RESPONSES = 8;
 
 /**
  * One synthesis: text fragments in, audio out. Text is split into sentences and clauses as it
  * arrives; each is synthesized as soon as it is complete, a few at a time, and its audio is sent in
  * input order with a sequence number, its sample offset and the span of text it speaks. When the
  * input ends, the rest is spoken and every chunk delivered; an abort stops all work.
+ *
+ * It keeps the client's pace: at most MAX_QUEUED_RESPONSES responses wait for the writer, and a
+ * sentence holds its synthesis slot until its audio is queued, so a slow reader stops synthesis
+ * instead of letting audio pile up in memory.
  */
 export function synthesizeStream(
   input: AsyncIterable<TextInput>,
@@ -66,9 +72,15 @@ export function synthesizeStream(
   let receivedChars = 0;
   let lastSegment: TextSegment | undefined;
 
-  const emit = (samples: Float32Array, segment: TextSegment) => {
+  const emit = async (samples: Float32Array, segment: TextSegment) => {
     const perChunk = settings.sampleRate * MAX_CHUNK_SECONDS;
     for (let start = 0; start === 0 || start < samples.length; start += perChunk) {
+      await out.waitForSpace(MAX_QUEUED_RESPONSES, work);
+      // The stream failed or its reader stopped: nothing more will be read, so stop the work too.
+      if (out.closed) {
+        stop.abort(new VoiceError(Reason.Cancelled, 'the call was cancelled'));
+        return;
+      }
       const chunk = samples.subarray(start, start + perChunk);
       out.push({
         audio: encoder.encode(chunk),
@@ -93,7 +105,8 @@ export function synthesizeStream(
 
   const schedule = (segments: readonly TextSegment[]) => {
     for (const segment of segments) {
-      const audio = slots.run(() =>
+      const slot = slots.acquire();
+      const audio = slot.then(() =>
         deps.synthesizer.synthesize(segment.text, {
           voice: settings.voice.id,
           speed: settings.speed,
@@ -102,8 +115,15 @@ export function synthesizeStream(
       );
       audio.catch(() => {});
       lastSegment = segment;
+      // Every step runs (a failed one is caught), in order, so every slot taken is given back.
       ordered = ordered
-        .then(async () => emit(await toOutputRate(await audio), segment))
+        .then(async () => {
+          try {
+            await emit(await toOutputRate(await audio), segment);
+          } finally {
+            (await slot)();
+          }
+        })
         .catch((error: unknown) => {
           out.fail(error);
           stop.abort(error);
@@ -137,7 +157,7 @@ export function synthesizeStream(
     schedule(splitter.flush());
     await ordered;
     const held = resampler?.flush();
-    if (held && held.length > 0 && lastSegment) emit(held, lastSegment);
+    if (held && held.length > 0 && lastSegment) await emit(held, lastSegment);
   };
 
   run()
@@ -155,20 +175,25 @@ export function synthesizeStream(
   return responsesOf(out, signal);
 }
 
-/** Runs at most `size` tasks at once, in the order they were given. */
+/** At most `size` slots held at once, granted in the order asked for; each resolves to its release. */
 function createSlots(size: number) {
-  let running = 0;
+  let held = 0;
   const waiting: Array<() => void> = [];
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else held -= 1;
+  };
   return {
-    async run<T>(task: () => Promise<T>): Promise<T> {
-      if (running >= size) await new Promise<void>((resolve) => waiting.push(resolve));
-      running += 1;
-      try {
-        return await task();
-      } finally {
-        running -= 1;
-        waiting.shift()?.();
-      }
+    async acquire(): Promise<() => void> {
+      if (held < size) held += 1;
+      else await new Promise<void>((resolve) => waiting.push(resolve));
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        release();
+      };
     },
   };
 }
