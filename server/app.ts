@@ -2,6 +2,7 @@ import type { Config } from './config.js';
 import { createCachedSynthesizer } from './engines/cached-synthesizer.js';
 import { createEngineSlot, type EngineSlot } from './engines/engine-slot.js';
 import type { SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector } from './engines/types.js';
+import { Reason, VoiceError } from './errors.js';
 import { Synthesis } from './gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from './gen/cortex/voice/v1/transcription_pb.js';
 import type { Logger } from './observability/logger.js';
@@ -35,12 +36,13 @@ export interface VoiceServer {
   /**
    * Starts the model workers, which load and warm up their models, and hands the engines to the
    * services. An engine that cannot load (e.g. its model is missing) leaves its service NOT_SERVING
-   * with the reason; the server keeps running.
+   * with the reason; the server keeps running. Once stop() has begun, it rejects with DRAINING and
+   * leaves no worker behind. Call it once.
    */
   loadEngines(): Promise<void>;
   /** The model worker pools once loadEngines() has started them (diagnostics and tests). */
   readonly workerPools: StartedEngines['pools'] | undefined;
-  /** Graceful drain, then everything closed. */
+  /** Graceful drain, then everything closed, including model workers still starting. */
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -99,6 +101,11 @@ export function createVoiceServer(
   });
   let metricsServer: MetricsServer | undefined;
   let workers: StartedEngines | undefined;
+  /** The pools being started; stop() waits for them so that none outlives the server. */
+  let starting: Promise<StartedEngines> | undefined;
+  let stopping = false;
+  const stoppedWhileLoading = () =>
+    new VoiceError(Reason.Draining, 'the server stopped before the model workers were ready');
 
   return {
     config,
@@ -121,12 +128,21 @@ export function createVoiceServer(
       return { grpcPort, metricsPort: metricsServer?.port };
     },
     async loadEngines() {
-      workers = await startRemoteEngines(config, {
+      if (stopping) throw stoppedWhileLoading();
+      if (starting !== undefined) throw new Error('loadEngines() was already called');
+      starting = startRemoteEngines(config, {
         metrics,
         logger,
         testHooks: options.workerTestHooks === true,
       });
-      const { vad, recognizer, synthesizer, unavailable } = workers.engines;
+      const started = await starting;
+      if (stopping) {
+        // stop() closes them too; close() is idempotent and both wait for the workers to exit.
+        await started.close();
+        throw stoppedWhileLoading();
+      }
+      workers = started;
+      const { vad, recognizer, synthesizer, unavailable } = started.engines;
       const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
         if (engine !== undefined) slot.set(engine);
         else {
@@ -147,8 +163,11 @@ export function createVoiceServer(
       );
     },
     async stop(graceMs = config.service.drain_grace_seconds * 1000) {
+      stopping = true;
       await transport.drain(graceMs);
-      await workers?.close();
+      // A start that fails has already closed its pools.
+      const started = workers ?? (await starting?.catch(() => undefined));
+      await started?.close();
       await metricsServer?.close();
     },
   };

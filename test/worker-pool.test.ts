@@ -338,17 +338,18 @@ describe('engine worker pools with real engines', () => {
 });
 
 describe('worker pool scheduling, aborts and crashes (test-hook workers)', () => {
-  test('queue full: rejects at once with RESOURCE_EXHAUSTED naming request_queue_size', async () => {
+  test('queue full of equal or better jobs: rejects at once with RESOURCE_EXHAUSTED naming request_queue_size', async () => {
     const pool = hookPool({ queueSize: 2 });
     await pool.start();
     try {
       const running = pool.run('sleep', { ms: 300 }, { priority: 1, signal: never });
       await until(() => pool.stats().busy === 1, 'the first job to start');
       const waiting = [1, 2].map(() => pool.run('sleep', { ms: 1 }, { priority: 1, signal: never }));
+      for (const later of [running, ...waiting]) later.catch(() => undefined);
       const buffer = new ArrayBuffer(64);
       const started = performance.now();
       await assert.rejects(
-        pool.run('echo', { buffer }, { priority: 0, signal: never, transfer: [buffer] }),
+        pool.run('echo', { buffer }, { priority: 1, signal: never, transfer: [buffer] }),
         (error: unknown) => {
           isVoiceError(Reason.Overloaded, Code.ResourceExhausted)(error);
           const e = error as VoiceError;
@@ -360,9 +361,92 @@ describe('worker pool scheduling, aborts and crashes (test-hook workers)', () =>
           return true;
         },
       );
-      assert.ok(performance.now() - started < 50, 'rejected at once');
+      assert.ok(performance.now() - started < 150, 'rejected at once');
       assert.equal(buffer.byteLength, 64, 'a refused job keeps the caller’s buffer');
       await Promise.all([running, ...waiting]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('queue full: a final takes the place of a queued interim, which is refused as overloaded', async () => {
+    const metrics = createMetrics();
+    const pool = hookPool({ queueSize: 1, metrics });
+    await pool.start();
+    const overloaded = (error: unknown) => {
+      isVoiceError(Reason.Overloaded, Code.ResourceExhausted)(error);
+      assert.equal(
+        (error as VoiceError).rawMessage,
+        'the "test" worker queue is full (performance.request_queue_size = 1); retry later',
+      );
+      return true;
+    };
+    try {
+      const running = pool.run('sleep', { ms: 300 }, { priority: 3, signal: never });
+      await until(() => pool.stats().busy === 1, 'the first job to start');
+      const interim = pool.run('echo', { tag: 'interim' }, { priority: 3, signal: never });
+      const interimRefused = assert.rejects(interim, overloaded);
+      const started = performance.now();
+      const final = pool.run('echo', { tag: 'final' }, { priority: 1, signal: never });
+      for (const later of [running, final]) later.catch(() => undefined);
+      await interimRefused;
+      assert.ok(performance.now() - started < 150, 'the interim is refused at once');
+      assert.equal(pool.stats().queued, 1);
+      // The final now holds the only place: neither synthesis nor another interim outranks it.
+      await assert.rejects(
+        pool.run('echo', { tag: 'synthesis' }, { priority: 2, signal: never }),
+        overloaded,
+      );
+      await assert.rejects(pool.run('echo', { tag: 'interim' }, { priority: 3, signal: never }), overloaded);
+      assert.equal((await final).tag, 'final');
+      assert.equal(await running, 300);
+      assert.equal(await gauge(metrics.queueDepth), 0);
+      assert.equal(await gauge(metrics.busyWorkers), 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('queue full: the newest job of the worst queued priority is the one refused', async () => {
+    const pool = hookPool({ queueSize: 3 });
+    await pool.start();
+    try {
+      const order: string[] = [];
+      const settled = new Map<string, string>();
+      const tagged = (tag: string, priority: number) => {
+        const job = pool.run('echo', { tag }, { priority, signal: never }).then(
+          (r) => {
+            order.push(r.tag ?? '');
+            settled.set(tag, 'ran');
+          },
+          (error: unknown) => {
+            settled.set(tag, error instanceof VoiceError ? error.reason : String(error));
+          },
+        );
+        return job;
+      };
+      const busy = pool.run('sleep', { ms: 200 }, { priority: 0, signal: never });
+      // Awaited below; should an assertion fail first, close() rejecting it must not hide that failure.
+      busy.catch(() => undefined);
+      await until(() => pool.stats().busy === 1, 'the worker to be busy');
+      const jobs = [tagged('synthesis', 2), tagged('interim-old', 3), tagged('interim-new', 3)];
+      jobs.push(tagged('final-1', 1));
+      assert.equal(settled.size, 0, 'nothing settles synchronously');
+      await sleep(0);
+      assert.deepEqual([...settled], [['interim-new', Reason.Overloaded]]);
+      jobs.push(tagged('final-2', 1), tagged('final-3', 1), tagged('final-4', 1));
+      await Promise.all([...jobs, busy]);
+      assert.deepEqual(Object.fromEntries(settled), {
+        'interim-new': Reason.Overloaded,
+        'interim-old': Reason.Overloaded,
+        synthesis: Reason.Overloaded,
+        'final-4': Reason.Overloaded,
+        'final-1': 'ran',
+        'final-2': 'ran',
+        'final-3': 'ran',
+      });
+      assert.deepEqual(order, ['final-1', 'final-2', 'final-3']);
+      assert.equal(pool.stats().queued, 0);
     } finally {
       await pool.close();
     }
@@ -406,7 +490,7 @@ describe('worker pool scheduling, aborts and crashes (test-hook workers)', () =>
       const started = performance.now();
       controller.abort(reason);
       await assert.rejects(doomed, (error: unknown) => error === reason);
-      assert.ok(performance.now() - started < 50);
+      assert.ok(performance.now() - started < 150);
       assert.equal(pool.stats().queued, 0);
       await busy;
       await pool.run('echo', {}, { priority: 0, signal: never });
@@ -430,7 +514,7 @@ describe('worker pool scheduling, aborts and crashes (test-hook workers)', () =>
       const started = performance.now();
       controller.abort(new VoiceError(Reason.DeadlineExceeded, 'deadline passed'));
       await assert.rejects(job, isVoiceError(Reason.DeadlineExceeded));
-      assert.ok(performance.now() - started < 50, 'rejected at once');
+      assert.ok(performance.now() - started < 150, 'rejected at once');
       assert.equal(pool.stats().busy, 1, 'the worker is busy until it has stopped');
       await pool.run('echo', {}, { priority: 0, signal: never });
       assert.ok(performance.now() - started < 1000, 'the worker stopped sleeping when told');
@@ -558,6 +642,89 @@ describe('worker pool scheduling, aborts and crashes (test-hook workers)', () =>
     } finally {
       await pool.close();
     }
+  });
+
+  test('a reply that cannot be deserialized fails its job with WORKER_CRASHED; the worker is replaced', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'worker-pool-unreadable-'));
+    const script = join(dir, 'unreadable-reply-worker.mjs');
+    // A FileHandle whose transfer hook names a module that does not exist: it serializes in the
+    // worker, and deserializing it in the main thread fails ('messageerror'). Node's internal hooks
+    // are found by their symbols' descriptions.
+    await writeFile(
+      script,
+      `import { open } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parentPort } from 'node:worker_threads';
+parentPort.postMessage({ type: 'ready', report: {}, loadSeconds: 0 });
+parentPort.on('message', async (message) => {
+  if (message.type !== 'job') return;
+  if (message.kind !== 'unreadable') {
+    parentPort.postMessage({ type: 'result', id: message.id, result: message.payload, seconds: 0 });
+    return;
+  }
+  const handle = await open(fileURLToPath(import.meta.url));
+  const symbols = [];
+  for (let o = handle; o !== null; o = Object.getPrototypeOf(o)) symbols.push(...Object.getOwnPropertySymbols(o));
+  const hook = (name) => symbols.find((s) => s.description === name);
+  const transfer = hook('messaging_transfer_symbol');
+  const transferList = hook('messaging_transfer_list_symbol');
+  if (transfer === undefined || transferList === undefined) {
+    parentPort.postMessage({ type: 'result', id: message.id, result: 'unsupported', seconds: 0 });
+    return;
+  }
+  handle[transferList] = () => [];
+  handle[transfer] = () => ({ data: null, deserializeInfo: 'internal/no-such-module:Nothing' });
+  parentPort.postMessage({ type: 'result', id: message.id, result: handle, seconds: 0 }, [handle]);
+});
+`,
+    );
+    const logs = captureLogs();
+    const metrics = createMetrics();
+    const pool = hookPool({ script: pathToFileURL(script), logger: pino(logs.stream), metrics });
+    await pool.start();
+    try {
+      const job = pool.run('unreadable' as 'echo', {}, { priority: 0, signal: never });
+      const queued = pool.run('echo', { tag: 'queued' }, { priority: 0, signal: never });
+      queued.catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        job.then(
+          (result) => ({ result }),
+          (error: unknown) => ({ error }),
+        ),
+        new Promise<{ hung: true }>((resolve) => {
+          timer = setTimeout(() => resolve({ hung: true }), 5000);
+        }),
+      ]);
+      clearTimeout(timer);
+      if ('result' in outcome && (outcome.result as unknown) === 'unsupported') {
+        t.skip('this Node version has no transfer hooks to forge an unreadable message with');
+        return;
+      }
+      assert.ok(!('hung' in outcome), 'the job settles instead of holding the worker for good');
+      assert.ok('error' in outcome, 'the job fails');
+      isVoiceError(Reason.WorkerCrashed, Code.Unavailable, 'could not be read')(outcome.error);
+      assert.ok(((outcome.error as VoiceError).retryAfterMs ?? 0) > 0);
+      assert.equal((await queued).tag, 'queued', 'the replacement serves the queue');
+      assert.equal(pool.stats().restarts, 1);
+      assert.equal(pool.stats().ready, 1);
+      assert.equal(await gauge(metrics.busyWorkers), 0);
+      assert.ok(logs.text().includes('could not be deserialized'), logs.text());
+      assert.ok(logs.text().includes('no-such-module'), 'the cause is in the log');
+    } finally {
+      await pool.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('close is idempotent: every call resolves once the workers have exited', async () => {
+    const pool = hookPool({ size: 2 });
+    await pool.start();
+    const first = pool.close();
+    const second = pool.close();
+    assert.equal(first, second);
+    await second;
+    assert.equal(pool.stats().workers, 0);
   });
 
   test('start rejects clearly when a worker cannot load', async () => {

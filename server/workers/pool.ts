@@ -1,10 +1,12 @@
 /**
  * A pool of model workers (worker_threads). Each worker loads its engines once, reports ready, then
  * runs one job at a time. Jobs wait in a bounded priority queue (lower number first, FIFO within a
- * priority). An abort drops a queued job at once; a running job's worker is told to stop it and the
- * caller is answered at once, but the worker takes new work only when it has finished. A worker that
- * dies fails only its own job (WORKER_CRASHED) and is replaced; the queue is served meanwhile by the
- * others.
+ * priority). When the queue is full, a job that outranks the worst queued priority takes the place of
+ * the newest job of that priority, which is refused as the full queue refuses: a flood of interims
+ * never refuses a final. An abort drops a queued job at once; a running job's worker is told to stop
+ * it and the caller is answered at once, but the worker takes new work only when it has finished. A
+ * worker that dies, or whose reply cannot be deserialized, fails only its own job (WORKER_CRASHED)
+ * and is replaced; the queue is served meanwhile by the others.
  */
 import { type ResourceLimits, type TransferListItem, Worker } from 'node:worker_threads';
 import { Reason, VoiceError } from '../errors.js';
@@ -21,7 +23,10 @@ export interface WorkerPoolOptions {
   /** The worker's script; the engine worker by default. */
   readonly script?: URL;
   readonly workerData: unknown;
-  /** Jobs that may wait for a worker (performance.request_queue_size); beyond it `run` rejects. */
+  /**
+   * Jobs that may wait for a worker (performance.request_queue_size). Beyond it `run` rejects, unless
+   * the new job outranks a queued one, which is then refused instead.
+   */
   readonly queueSize: number;
   /** The config key named when the queue is full. */
   readonly queueSizeKey?: string;
@@ -59,7 +64,7 @@ export interface WorkerPool<Jobs extends JobMap, Report> {
     options: RunOptions,
   ): Promise<Jobs[K]['result']>;
   stats(): PoolStats;
-  /** Rejects every pending job with UNAVAILABLE and terminates the workers. */
+  /** Rejects every pending job with UNAVAILABLE and terminates the workers; resolves once they exited. */
   close(): Promise<void>;
 }
 
@@ -79,7 +84,8 @@ interface Job {
 interface Slot {
   readonly worker: Worker;
   readonly number: number;
-  state: 'starting' | 'idle' | 'busy' | 'exited';
+  /** `retiring`: being terminated while idle; it takes no job. */
+  state: 'starting' | 'idle' | 'busy' | 'retiring' | 'exited';
   job: Job | undefined;
   /** The error event that came before the exit, if any. */
   error: Error | undefined;
@@ -108,6 +114,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
   let firstReport: Report | undefined;
   let startup: { resolve: (report: Report) => void; reject: (error: unknown) => void } | undefined;
   const restartTimers = new Set<NodeJS.Timeout>();
+  let closing: Promise<void> | undefined;
 
   function spawn(): void {
     const worker = new Worker(script, {
@@ -123,6 +130,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     };
     slots.add(slot);
     worker.on('message', (message: FromWorker<Report>) => onMessage(slot, message));
+    worker.on('messageerror', (error: Error) => onMessageError(slot, error));
     worker.on('error', (error: Error) => {
       slot.error = error;
     });
@@ -160,6 +168,34 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       settle(job, () => job.reject(fromWire(message.error, job.kind)));
     }
     pump();
+  }
+
+  /**
+   * A reply that cannot be deserialized is lost, so the worker would stay busy for good: its job fails
+   * as if the worker had crashed, and the worker is terminated and replaced (onExit does the rest).
+   */
+  function onMessageError(slot: Slot, error: Error): void {
+    if (closed || slot.state === 'exited') return;
+    logger?.error(
+      { pool: name, worker: slot.number, err: error, job: slot.job?.kind },
+      'a model worker reply could not be deserialized; replacing the worker',
+    );
+    const job = slot.job;
+    if (job !== undefined) {
+      settle(job, () =>
+        job.reject(
+          new VoiceError(
+            Reason.WorkerCrashed,
+            `the "${name}" model worker sent a reply to this job that could not be read; the worker is being replaced and the job may be retried`,
+            { retryAfterMs: CRASHED_RETRY_MS, cause: error },
+          ),
+        ),
+      );
+    }
+    slot.error ??= new Error(`a reply could not be deserialized: ${error.message}`, { cause: error });
+    // A busy (or starting) slot stays so until the exit, so it is given no new job meanwhile.
+    if (slot.state === 'idle') slot.state = 'retiring';
+    void slot.worker.terminate();
   }
 
   function fromWire(error: WireError, kind: string): VoiceError {
@@ -254,6 +290,25 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     return job;
   }
 
+  /** The newest job of the worst queued priority, if that priority is worse than `priority`. */
+  function outranked(priority: number): Job | undefined {
+    let worst: number | undefined;
+    for (const [queuedPriority, queue] of queues) {
+      if (queue.length > 0 && (worst === undefined || queuedPriority > worst)) worst = queuedPriority;
+    }
+    if (worst === undefined || worst <= priority) return undefined;
+    return queues.get(worst)?.at(-1);
+  }
+
+  function overloaded(): VoiceError {
+    const key = options.queueSizeKey ?? 'performance.request_queue_size';
+    return new VoiceError(
+      Reason.Overloaded,
+      `the "${name}" worker queue is full (${key} = ${options.queueSize}); retry later`,
+      { retryAfterMs: OVERLOADED_RETRY_MS },
+    );
+  }
+
   function removeQueued(job: Job): boolean {
     const queue = queues.get(job.priority);
     const index = queue?.indexOf(job) ?? -1;
@@ -308,8 +363,13 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     return new VoiceError(Reason.Draining, `the "${name}" model worker pool is shut down`);
   }
 
-  async function close(): Promise<void> {
-    if (closed) return;
+  /** Idempotent: every call resolves once the workers have exited. */
+  function close(): Promise<void> {
+    closing ??= shutDown();
+    return closing;
+  }
+
+  async function shutDown(): Promise<void> {
     closed = true;
     for (const timer of restartTimers) clearTimeout(timer);
     restartTimers.clear();
@@ -350,15 +410,11 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       if (closed) return Promise.reject(unavailable());
       if (signal.aborted) return Promise.reject(signal.reason);
       const slot = queued === 0 ? idleSlot() : undefined;
+      // Chosen now, refused only once the new job is sure to be queued.
+      let evicted: Job | undefined;
       if (slot === undefined && queued >= options.queueSize) {
-        const key = options.queueSizeKey ?? 'performance.request_queue_size';
-        return Promise.reject(
-          new VoiceError(
-            Reason.Overloaded,
-            `the "${name}" worker queue is full (${key} = ${options.queueSize}); retry later`,
-            { retryAfterMs: OVERLOADED_RETRY_MS },
-          ),
-        );
+        evicted = outranked(priority);
+        if (evicted === undefined) return Promise.reject(overloaded());
       }
       // Move the buffers now, so the caller's arrays are detached whether the job runs now or later.
       let moved: { payload: unknown; transfer: readonly TransferListItem[] } = { payload, transfer };
@@ -387,6 +443,15 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         };
         job.onAbort = () => abort(job);
         signal.addEventListener('abort', job.onAbort, { once: true });
+        if (evicted !== undefined) {
+          const loser = evicted;
+          removeQueued(loser);
+          settle(loser, () => loser.reject(overloaded()));
+          logger?.debug(
+            { pool: name, kind, priority, evicted: loser.kind, evictedPriority: loser.priority },
+            'queue full: the newest job of the lowest priority was refused to make room',
+          );
+        }
         if (slot !== undefined) dispatch(slot, job);
         else enqueue(job);
       });

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+interface ChildRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Milliseconds from the child's "stopped" line to its exit; undefined when it did not print it. */
+  readonly exitAfterStopMs: number | undefined;
+  readonly timedOut: boolean;
+}
+
+/**
+ * Runs an ESM script file in a child node and waits for it to exit by itself: model worker threads
+ * left running keep a process alive, so a child that does not exit has leaked workers. (A file, not
+ * `-e`: workers inherit the child's execArgv, and `--input-type` makes them fail.)
+ */
+function runChild(file: string, timeoutMs: number): Promise<ChildRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let stoppedAt: number | undefined;
+    let timedOut = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+      if (stoppedAt === undefined && stdout.includes('"stopped":true')) stoppedAt = performance.now();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      const exitAfterStopMs = stoppedAt === undefined ? undefined : performance.now() - stoppedAt;
+      resolve({ code, stdout, stderr, exitAfterStopMs, timedOut });
+    });
+  });
+}
+
+describe('voice server lifecycle', () => {
+  let dir: string;
+  let models: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'app-lifecycle-'));
+    // An empty models folder: the workers start fast and report the recognizer missing.
+    models = join(dir, 'models');
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('stop() right after loadEngines() leaves no model worker running and fills no engine', async () => {
+    const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+    const script = `
+      const { createVoiceServer } = await import(${url('../server/app.js')});
+      const { createLogger } = await import(${url('../server/observability/logger.js')});
+      const { testConfig } = await import(${url('./helpers/test-server.js')});
+      const { captureLogs } = await import(${url('./helpers/log-capture.js')});
+      const config = testConfig({
+        models: { cache_dir: ${JSON.stringify(models)} },
+        performance: { workers: 1 },
+      });
+      const logs = captureLogs();
+      const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+      const loading = server.loadEngines().then(
+        () => 'loaded',
+        (error) => 'rejected ' + (error.reason ?? error.message),
+      );
+      await server.stop(0);
+      const outcome = await loading;
+      console.log(JSON.stringify({
+        stopped: true,
+        outcome,
+        pools: server.workerPools !== undefined,
+        engines: [server.engines.vad, server.engines.recognizer, server.engines.synthesizer]
+          .map((slot) => slot.current() !== undefined),
+      }));
+    `;
+    const file = join(dir, 'stop-while-loading.mjs');
+    await writeFile(file, script);
+    const run = await runChild(file, 20_000);
+    assert.equal(
+      run.timedOut,
+      false,
+      `the child did not exit: worker threads leaked\n${run.stdout}${run.stderr}`,
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const line = run.stdout.split('\n').find((l) => l.includes('"stopped":true'));
+    assert.ok(line, run.stdout);
+    assert.deepEqual(JSON.parse(line), {
+      stopped: true,
+      outcome: 'rejected DRAINING',
+      pools: false,
+      engines: [false, false, false],
+    });
+    // stop() resolved only once the workers were gone: the process exits right away.
+    assert.ok((run.exitAfterStopMs ?? Infinity) < 2000, `exited ${run.exitAfterStopMs} ms after stop`);
+  });
+
+  test('loadEngines() after stop() rejects with DRAINING and starts no worker', async () => {
+    const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+    const script = `
+      const { createVoiceServer } = await import(${url('../server/app.js')});
+      const { createLogger } = await import(${url('../server/observability/logger.js')});
+      const { testConfig } = await import(${url('./helpers/test-server.js')});
+      const { captureLogs } = await import(${url('./helpers/log-capture.js')});
+      const config = testConfig({ models: { cache_dir: ${JSON.stringify(models)} } });
+      const logs = captureLogs();
+      const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+      await server.stop(0);
+      const outcome = await server.loadEngines().then(
+        () => 'loaded',
+        (error) => 'rejected ' + (error.reason ?? error.message),
+      );
+      console.log(JSON.stringify({ stopped: true, outcome, pools: server.workerPools !== undefined }));
+    `;
+    const file = join(dir, 'load-after-stop.mjs');
+    await writeFile(file, script);
+    const run = await runChild(file, 20_000);
+    assert.equal(
+      run.timedOut,
+      false,
+      `the child did not exit: worker threads leaked\n${run.stdout}${run.stderr}`,
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const line = run.stdout.split('\n').find((l) => l.includes('"stopped":true'));
+    assert.ok(line, run.stdout);
+    assert.deepEqual(JSON.parse(line), { stopped: true, outcome: 'rejected DRAINING', pools: false });
+  });
+});
