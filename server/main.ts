@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { createVoiceServer, type VoiceServer } from './app.js';
 import { type Config, ConfigError, loadConfig, redactedConfig } from './config.js';
+import { Reason, VoiceError } from './errors.js';
 import { createLogger, type Logger } from './observability/logger.js';
 
 /** Composition root: load config, build the server, start it, drain on SIGTERM/SIGINT. */
@@ -38,6 +39,10 @@ async function main(): Promise<void> {
   server.loadEngines().then(
     () => logger.info({ health: server.health.status('') }, 'engines loaded'),
     (error: unknown) => {
+      if (error instanceof VoiceError && error.reason === Reason.Draining) {
+        logger.info('stopped before the model workers finished loading');
+        return;
+      }
       logger.error({ err: error }, 'model workers failed to start; engine-backed services stay NOT_SERVING');
       for (const slot of Object.values(server.engines)) {
         slot.markUnavailable(
