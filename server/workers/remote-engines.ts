@@ -263,15 +263,34 @@ export async function startRemoteEngines(
   const close = async () => {
     await Promise.all([pools.vad.close(), pools.inference.close()]);
   };
-  try {
-    const [vadReport, inferenceReport] = await Promise.all([pools.vad.start(), pools.inference.start()]);
-    const engines = createRemoteEngines({
-      vad: { pool: pools.vad, report: vadReport },
-      inference: { pool: pools.inference, report: inferenceReport },
-    });
-    return { engines, pools, close };
-  } catch (error) {
+  // Each pool stands on its own: a VAD worker that cannot start must not take synthesis down.
+  const [vadStart, inferenceStart] = await Promise.allSettled([pools.vad.start(), pools.inference.start()]);
+  if (vadStart.status === 'rejected' && inferenceStart.status === 'rejected') {
     await close();
-    throw error;
+    throw vadStart.reason;
   }
+  const reportOf = (result: PromiseSettledResult<EngineReport>): EngineReport =>
+    result.status === 'fulfilled' ? result.value : {};
+  const engines = createRemoteEngines({
+    vad: { pool: pools.vad, report: reportOf(vadStart) },
+    inference: { pool: pools.inference, report: reportOf(inferenceStart) },
+  });
+  const failure = (result: PromiseSettledResult<EngineReport>, pool: string) =>
+    result.status === 'rejected'
+      ? `the ${pool} workers failed to start: ${result.reason instanceof Error ? result.reason.message : String(result.reason)}`
+      : undefined;
+  const vadFailure = failure(vadStart, 'VAD');
+  const inferenceFailure = failure(inferenceStart, 'inference');
+  return {
+    engines: {
+      ...engines,
+      unavailable: {
+        ...engines.unavailable,
+        ...(vadFailure ? { vad: vadFailure } : {}),
+        ...(inferenceFailure ? { recognizer: inferenceFailure, synthesizer: inferenceFailure } : {}),
+      },
+    },
+    pools,
+    close,
+  };
 }
