@@ -9,6 +9,8 @@ import { Reason, VoiceError } from '../server/errors.js';
 import { AudioEncoding, AudioFormatSchema } from '../server/gen/cortex/voice/v1/audio_pb.js';
 import { createAudioDecoder, decodeAudio } from '../server/pipeline/audio-decode.js';
 import { type InputFormat, validateInputFormat } from '../server/pipeline/audio-format.js';
+import { seededRandom } from './helpers/random.js';
+import { concat } from './helpers/speech.js';
 
 const WAV: InputFormat = { encoding: 'wav' };
 
@@ -21,32 +23,13 @@ function decodeInChunks(format: InputFormat, bytes: Uint8Array, sizes: (i: numbe
     at += size;
   }
   parts.push(decoder.end());
-  return { samples: concat(parts), sampleRate: decoder.sampleRate };
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-/** A deterministic pseudo-random generator, so a failing split can be reproduced. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state * 1664525 + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
+  return { samples: concat(...parts), sampleRate: decoder.sampleRate };
 }
 
 /** Asserts that 1, 3, 7-byte and random splits decode exactly like one push. */
 function assertChunkingInvariant(format: InputFormat, bytes: Uint8Array): Float32Array {
   const whole = decodeAudio(format, bytes).samples;
-  const next = random(bytes.length);
+  const next = seededRandom(bytes.length);
   const splits: [string, (i: number) => number][] = [
     ['1 byte', () => 1],
     ['3 bytes', () => 3],
@@ -212,7 +195,7 @@ describe('raw PCM decoding', () => {
   });
 
   test('LINEAR16, FLOAT32 and stereo give the same samples for any chunking', () => {
-    const next = random(7);
+    const next = seededRandom(7);
     const ints = Array.from({ length: 3001 * 2 }, () => Math.floor(next() * 65536) - 32768);
     const floats = Array.from({ length: 3001 * 2 }, () => next() * 2 - 1);
     const mono16 = assertChunkingInvariant(

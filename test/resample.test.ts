@@ -7,6 +7,8 @@ import { describe, test } from 'node:test';
 import libsamplerate from '@alexanderolsen/libsamplerate-js';
 import { createAudioDecoder, decodeAudio } from '../server/pipeline/audio-decode.js';
 import { createResampler, type ResampleQuality } from '../server/pipeline/resample.js';
+import { seededRandom } from './helpers/random.js';
+import { concat } from './helpers/speech.js';
 
 function tone(frequency: number, rate: number, length: number, amplitude = 0.5): Float32Array {
   const out = new Float32Array(length);
@@ -36,24 +38,6 @@ function zeroCrossings(samples: Float32Array): number {
   return count;
 }
 
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state * 1664525 + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
-
 /** Resamples in chunks of `chunk(i)` samples, then flushes; returns the whole output. */
 async function resampleAll(
   input: Float32Array,
@@ -71,7 +55,7 @@ async function resampleAll(
   }
   parts.push(resampler.flush());
   resampler.close();
-  return concat(parts);
+  return concat(...parts);
 }
 
 /** A resampler without an anti-aliasing filter, to show what the tests would catch. */
@@ -141,7 +125,7 @@ describe('createResampler', () => {
       const speech = decodeAudio({ encoding: 'wav' }, new Uint8Array(readFileSync(path)));
       assert.equal(speech.sampleRate, 22050);
       const whole = await resampleAll(speech.samples, 22050, 16000);
-      const next = random(3);
+      const next = seededRandom(3);
       for (const [name, chunk] of [
         ['1 sample', () => 1],
         ['7 samples', () => 7],
@@ -211,7 +195,7 @@ describe('createResampler', () => {
   });
 
   test('a reused converter starts from a clean state', async () => {
-    const next = random(5);
+    const next = seededRandom(5);
     const noise = new Float32Array(4800).map(() => next() - 0.5);
     const first = await createResampler(48000, 16000);
     first.push(noise);
@@ -219,8 +203,8 @@ describe('createResampler', () => {
     const reused = await createResampler(44100, 16000);
     const fresh = await createResampler(44100, 16000);
     const input = tone(300, 44100, 4410);
-    const a = concat([reused.push(input), reused.flush()]);
-    const b = concat([fresh.push(input), fresh.flush()]);
+    const a = concat(...[reused.push(input), reused.flush()]);
+    const b = concat(...[fresh.push(input), fresh.flush()]);
     reused.close();
     fresh.close();
     assert.deepEqual(a, b);

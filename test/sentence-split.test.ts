@@ -7,22 +7,11 @@ import {
   type SentenceSplitterOptions,
   type TextSegment,
 } from '../server/pipeline/sentence-split.js';
-
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
+import { seededRandom } from './helpers/random.js';
 
 /** Cuts text into fragments of 1..maxSize UTF-16 units (surrogate pairs may be torn apart). */
 function fragments(text: string, seed: number, maxSize = 8): string[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const parts: string[] = [];
   for (let i = 0; i < text.length; ) {
     const size = 1 + Math.floor(random() * maxSize);
@@ -111,7 +100,7 @@ const LOREM =
   'quebec romeo sierra tango uniform victor whiskey xray yankee zulu';
 
 function words(count: number, seed: number, commaEvery = 0): string {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const pool = LOREM.split(' ');
   const out: string[] = [];
   for (let i = 1; i <= count; i++) {
@@ -439,7 +428,7 @@ describe('offsets and robustness', () => {
       ')',
       '*',
     ];
-    const random = prng(2024);
+    const random = seededRandom(2024);
     for (let i = 0; i < 300; i++) {
       const count = Math.floor(random() * 60);
       let input = '';
@@ -485,7 +474,7 @@ describe('performance', () => {
   }
 
   const prose = (length: number) => {
-    const random = prng(77);
+    const random = seededRandom(77);
     let text = '';
     while (text.length < length) {
       text += `${words(4 + Math.floor(random() * 20), Math.floor(random() * 1e6), 5)}${random() < 0.5 ? '.' : '?'} `;

@@ -8,6 +8,7 @@ import {
   type SegmenterEvent,
   type UtteranceEvent,
 } from '../server/pipeline/utterance-segmenter.js';
+import { seededRandom } from './helpers/random.js';
 
 const FRAME = 512;
 const FRAME_MS = 32;
@@ -25,18 +26,6 @@ const speech = (frames: number, amp = 0.5): FrameSpec[] =>
 const silence = (frames: number, amp = 0.01): FrameSpec[] =>
   Array.from({ length: frames }, () => ({ p: SILENCE, amp }));
 
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
-
 interface Run {
   readonly stream: Float32Array;
   /** Events with the index of the frame whose push produced them (frames.length for end()). */
@@ -46,7 +35,7 @@ interface Run {
 }
 
 function run(frames: readonly FrameSpec[], config: Partial<SegmenterConfig> = {}, frameSamples = FRAME): Run {
-  const random = prng(42);
+  const random = seededRandom(42);
   const stream = new Float32Array(frames.length * frameSamples);
   frames.forEach((f, i) => {
     for (let k = 0; k < frameSamples; k++) stream[i * frameSamples + k] = (random() * 2 - 1) * f.amp;
@@ -249,7 +238,7 @@ describe('utterance segmenter', () => {
   });
 
   test('random probability sequences keep every invariant', () => {
-    const random = prng(7);
+    const random = seededRandom(7);
     for (let trial = 0; trial < 40; trial++) {
       const frames: FrameSpec[] = [];
       while (frames.length < 800) {
