@@ -22,6 +22,7 @@ import { clientAddress, createAddressRanges } from '../server/transport/grpc/ip-
 import { createRateLimiter, createStreamCounter } from '../server/transport/grpc/rate-limiter.js';
 import { createGrpcTransport, type GrpcTransport } from '../server/transport/grpc/server.js';
 import { RETRY_INFO_TYPE_URL, retryStatusDetails } from '../server/transport/grpc/status-details.js';
+import { expectError } from './helpers/errors.js';
 import { captureLogs, type LogCapture } from './helpers/log-capture.js';
 import { createReflectionClient } from './helpers/reflection-client.js';
 import { testConfig } from './helpers/test-server.js';
@@ -108,15 +109,6 @@ async function startSecured(sections: Record<string, unknown>, env: Record<strin
   return secured;
 }
 
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  assert.fail('the call succeeded');
-}
-
 async function rejectedCount(metrics: Metrics, reason: string): Promise<number> {
   const metric = await metrics.rejectedCalls.get();
   return metric.values.find((value) => value.labels.reason === reason)?.value ?? 0;
@@ -138,16 +130,16 @@ describe('API keys', () => {
       },
     });
     try {
-      const missing = await failure(s.client().synthesis.listVoices({}));
+      const missing = await expectError(s.client().synthesis.listVoices({}));
       assert.equal(missing.code, Code.Unauthenticated);
       assert.match(missing.rawMessage, /needs an API key in x-api-key metadata/);
       assert.equal(missing.metadata.get('cortex-error-reason'), 'UNAUTHENTICATED');
 
-      const wrong = await failure(s.client({ apiKey: 'key-guessed-9' }).synthesis.listVoices({}));
+      const wrong = await expectError(s.client({ apiKey: 'key-guessed-9' }).synthesis.listVoices({}));
       assert.equal(wrong.code, Code.Unauthenticated);
       assert.match(wrong.rawMessage, /API key in x-api-key metadata is not valid/);
 
-      const prefix = await failure(s.client({ apiKey: 'key-inline-' }).synthesis.listVoices({}));
+      const prefix = await expectError(s.client({ apiKey: 'key-inline-' }).synthesis.listVoices({}));
       assert.equal(prefix.code, Code.Unauthenticated, 'a prefix of a key is not the key');
       assert.equal(s.seen.calls, 0, 'no refused call reached the handler');
 
@@ -208,9 +200,9 @@ describe('API keys', () => {
     });
     try {
       await s.client().synthesis.listVoices({});
-      const other = await failure(s.client().synthesis.synthesizeText({})[Symbol.asyncIterator]().next());
+      const other = await expectError(s.client().synthesis.synthesizeText({})[Symbol.asyncIterator]().next());
       assert.equal(other.code, Code.Unauthenticated);
-      const health = await failure(s.client().health.check({ service: '' }));
+      const health = await expectError(s.client().health.check({ service: '' }));
       assert.equal(health.code, Code.Unauthenticated, 'health is no longer exempt once the list is replaced');
     } finally {
       await s.stop();
@@ -235,7 +227,7 @@ describe('API keys', () => {
   it('takes keys from API_KEY, comma-separated, and turns the requirement on', async () => {
     const s = await startSecured({ security: { rate_limit: noLimits } }, { API_KEY: 'env-a, env-b' });
     try {
-      assert.equal((await failure(s.client().synthesis.listVoices({}))).code, Code.Unauthenticated);
+      assert.equal((await expectError(s.client().synthesis.listVoices({}))).code, Code.Unauthenticated);
       await s.client({ apiKey: 'env-a' }).synthesis.listVoices({});
       await s.client({ apiKey: 'env-b' }).synthesis.listVoices({});
     } finally {
@@ -254,7 +246,7 @@ describe('allowed addresses', () => {
     }
     const denied = await startSecured({ security: { allowed_ips: ['10.0.0.0/8', 'fd00::/8'] } });
     try {
-      const error = await failure(denied.client().synthesis.listVoices({}));
+      const error = await expectError(denied.client().synthesis.listVoices({}));
       assert.equal(error.code, Code.PermissionDenied);
       assert.match(error.rawMessage, /client address 127\.0\.0\.1 is not in security\.allowed_ips/);
       assert.equal(error.metadata.get('cortex-error-reason'), 'PERMISSION_DENIED');
@@ -281,7 +273,7 @@ describe('allowed addresses', () => {
       security: { allowed_ips: ['127.0.0.0/8'] },
     });
     try {
-      const error = await failure(v4only.client({ host: '::1' }).synthesis.listVoices({}));
+      const error = await expectError(v4only.client({ host: '::1' }).synthesis.listVoices({}));
       assert.equal(error.code, Code.PermissionDenied);
       assert.match(error.rawMessage, /client address ::1 /);
     } finally {
@@ -346,7 +338,7 @@ describe('rate and stream limits', () => {
     try {
       const a = s.client({ apiKey: 'key-a' });
       for (let index = 0; index < 3; index += 1) await a.synthesis.listVoices({});
-      const limited = await failure(a.synthesis.listVoices({}));
+      const limited = await expectError(a.synthesis.listVoices({}));
       assert.equal(limited.code, Code.ResourceExhausted);
       assert.match(
         limited.rawMessage,
@@ -376,7 +368,7 @@ describe('rate and stream limits', () => {
     try {
       await s.client().synthesis.listVoices({});
       await s.client().synthesis.listVoices({});
-      const limited = await failure(s.client().synthesis.listVoices({}));
+      const limited = await expectError(s.client().synthesis.listVoices({}));
       assert.equal(limited.code, Code.ResourceExhausted);
       assert.match(limited.rawMessage, /the client address 127\.0\.0\.1 has used its 2 calls a minute/);
     } finally {
@@ -409,7 +401,7 @@ describe('rate and stream limits', () => {
 
       const third = open(a);
       streams.push(third);
-      const refused = await failure(third.first);
+      const refused = await expectError(third.first);
       assert.equal(refused.code, Code.ResourceExhausted);
       assert.match(
         refused.rawMessage,
@@ -445,7 +437,7 @@ describe('rate and stream limits', () => {
         await sleep(60_000, undefined, { signal: input.signal }).catch(() => {});
       }
       const startedAt = Date.now();
-      const error = await failure(
+      const error = await expectError(
         (async () => {
           for await (const _ of s.client().synthesis.synthesize(requests()));
         })(),

@@ -1,20 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Code, ConnectError, ServingStatus } from '../clients/node/index.js';
+import { Code, ServingStatus } from '../clients/node/index.js';
+import { expectError } from './helpers/errors.js';
 import { createReflectionClient } from './helpers/reflection-client.js';
 import { startTestServer, type TestServer } from './helpers/test-server.js';
 
 const TRANSCRIPTION = 'cortex.voice.v1.Transcription';
 const SYNTHESIS = 'cortex.voice.v1.Synthesis';
-
-async function expectError(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  assert.fail('the call succeeded');
-}
 
 async function drain(stream: AsyncIterable<unknown>): Promise<unknown[]> {
   const items: unknown[] = [];

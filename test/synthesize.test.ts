@@ -7,7 +7,7 @@ import wavefile from 'wavefile';
 import {
   AudioEncoding,
   Code,
-  ConnectError,
+  type ConnectError,
   type SynthesisConfig,
   type SynthesizeRequestSchema,
   type SynthesizeResponse,
@@ -15,6 +15,7 @@ import {
   type TranscriptResult,
 } from '../clients/node/index.js';
 import { generateVitsModel } from './fixtures/vits-model.js';
+import { expectError } from './helpers/errors.js';
 import { testModels } from './helpers/models.js';
 import { rms } from './helpers/speech.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
@@ -50,15 +51,6 @@ async function collect(stream: AsyncIterable<SynthesizeResponse>): Promise<Recei
   const out: Received[] = [];
   for await (const response of stream) out.push({ response, atMs: performance.now() - started });
   return out;
-}
-
-async function expectError(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  assert.fail('the call succeeded');
 }
 
 function decodeLinear16(bytes: Uint8Array): Float32Array {

@@ -5,13 +5,13 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import {
   AudioEncoding,
   Code,
-  ConnectError,
   ServingStatus,
   TimestampGranularity,
   type TranscribeResponse,
   type TranscriptionConfigSchema,
 } from '../clients/node/index.js';
 import { createAudioEncoder } from '../server/pipeline/audio-encode.js';
+import { expectError } from './helpers/errors.js';
 import { testModels } from './helpers/models.js';
 import { concat, RATE, silence, speak, speechBounds, toLinear16 } from './helpers/speech.js';
 import { startServerWithEngines, startTestServer, type TestServer } from './helpers/test-server.js';
@@ -43,15 +43,6 @@ async function collect(stream: AsyncIterable<TranscribeResponse>): Promise<Trans
   const responses: TranscribeResponse[] = [];
   for await (const response of stream) responses.push(response);
   return responses;
-}
-
-async function failure(run: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await run();
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  assert.fail('the call succeeded');
 }
 
 const finals = (responses: TranscribeResponse[]) =>
@@ -250,7 +241,7 @@ describe('Transcribe', () => {
   it('stops the work of a cancelled stream and frees the worker', async () => {
     const controller = new AbortController();
     const audio = toLinear16(clip);
-    const error = await failure(async () => {
+    const error = await expectError(async () => {
       for await (const response of t.client.transcription.transcribe(
         clipRequests({ audioFormat: LINEAR16_16K }, audio, { paceMs: 5 }),
         {
@@ -269,7 +260,7 @@ describe('Transcribe', () => {
   });
 
   it('ends with DEADLINE_EXCEEDED when the deadline passes mid-stream', async () => {
-    const error = await failure(() =>
+    const error = await expectError(() =>
       collect(
         t.client.transcription.transcribe(
           clipRequests({ audioFormat: LINEAR16_16K }, toLinear16(clip), { paceMs: 50 }),
@@ -414,7 +405,7 @@ describe('Transcribe', () => {
     ];
     for (const [name, requests, code, message] of cases) {
       it(name, async () => {
-        const error = await failure(() => collect(t.client.transcription.transcribe(fromList(requests))));
+        const error = await expectError(() => collect(t.client.transcription.transcribe(fromList(requests))));
         assert.equal(error.code, code, `${name}: ${error.rawMessage}`);
         assert.match(error.rawMessage, message);
       });
@@ -423,7 +414,7 @@ describe('Transcribe', () => {
     it('a stream longer than the configured maximum', async () => {
       const limited = await startServerWithEngines({ performance: { max_audio_seconds: 2, workers: 1 } });
       try {
-        const error = await failure(() =>
+        const error = await expectError(() =>
           collect(
             limited.client.transcription.transcribe(
               clipRequests({ audioFormat: LINEAR16_16K }, toLinear16(silence(3))),
@@ -461,7 +452,7 @@ describe('Transcribe with the model missing', () => {
       assert.equal(transcription.status, ServingStatus.NOT_SERVING);
       const synthesis = await t.client.health.check({ service: 'cortex.voice.v1.Synthesis' });
       assert.equal(synthesis.status, ServingStatus.SERVING, 'the other service is unaffected');
-      const error = await failure(() =>
+      const error = await expectError(() =>
         collect(t.client.transcription.transcribe(fromList([cfg({ audioFormat: LINEAR16_16K })]))),
       );
       assert.equal(error.code, Code.Unavailable);

@@ -58,6 +58,24 @@ function standInHandlers(observed: Observed) {
   };
 }
 
+/** The transport alone, serving the Synthesis contract with the given stand-in handlers. */
+function standInTransport(
+  config: ReturnType<typeof testConfig>,
+  handlers: unknown,
+  parts: {
+    metrics?: ReturnType<typeof createMetrics>;
+    health?: ReturnType<typeof createHealthReporter>;
+  } = {},
+): GrpcTransport {
+  return createGrpcTransport({
+    config,
+    logger: createLogger(config.logging, { destination: captureLogs().stream }),
+    metrics: parts.metrics ?? createMetrics(),
+    health: parts.health ?? createHealthReporter([Synthesis.typeName]),
+    services: [registration(Synthesis, handlers as never)],
+  });
+}
+
 describe('grpc transport', () => {
   let transport: GrpcTransport;
   let client: VoiceClient;
@@ -154,13 +172,7 @@ describe('grpc transport drain', () => {
     const config = testConfig();
     const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
     const health = createHealthReporter([Synthesis.typeName]);
-    const transport = createGrpcTransport({
-      config,
-      logger: createLogger(config.logging, { destination: captureLogs().stream }),
-      metrics: createMetrics(),
-      health,
-      services: [registration(Synthesis, standInHandlers(observed) as never)],
-    });
+    const transport = standInTransport(config, standInHandlers(observed), { health });
     const port = await transport.listen();
     health.markStarted();
     health.setServiceReady(Synthesis.typeName, true);
@@ -206,13 +218,7 @@ describe('grpc transport call cap', () => {
     const config = testConfig({ service: { max_concurrent_requests: 1 } });
     const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
     const metrics = createMetrics();
-    const transport = createGrpcTransport({
-      config,
-      logger: createLogger(config.logging, { destination: captureLogs().stream }),
-      metrics,
-      health: createHealthReporter([Synthesis.typeName]),
-      services: [registration(Synthesis, standInHandlers(observed) as never)],
-    });
+    const transport = standInTransport(config, standInHandlers(observed), { metrics });
     const port = await transport.listen();
     const client = createVoiceClient({ address: `127.0.0.1:${port}` });
     const holder = new AbortController();
@@ -261,13 +267,7 @@ describe('grpc transport message limit', () => {
   it('refuses a message above service.max_message_bytes with RESOURCE_EXHAUSTED', async () => {
     const config = testConfig({ service: { max_message_bytes: 65_536 } });
     const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
-    const transport = createGrpcTransport({
-      config,
-      logger: createLogger(config.logging, { destination: captureLogs().stream }),
-      metrics: createMetrics(),
-      health: createHealthReporter([Synthesis.typeName]),
-      services: [registration(Synthesis, standInHandlers(observed) as never)],
-    });
+    const transport = standInTransport(config, standInHandlers(observed));
     const port = await transport.listen();
     const client = createVoiceClient({ address: `127.0.0.1:${port}` });
     try {
@@ -287,19 +287,11 @@ describe('grpc transport message limit', () => {
 describe('grpc transport long error messages', () => {
   it('bounds a status message that quotes a huge client value, and the connection keeps working', async () => {
     const config = testConfig();
-    const transport = createGrpcTransport({
-      config,
-      logger: createLogger(config.logging, { destination: captureLogs().stream }),
-      metrics: createMetrics(),
-      health: createHealthReporter([Synthesis.typeName]),
-      services: [
-        registration(Synthesis, {
-          ...standInHandlers({ produced: 0, abortReason: undefined, aborted: Promise.resolve() }),
-          async listVoices(request: { language: string }) {
-            throw new VoiceError(Reason.InvalidArgument, `language: "${request.language}" is not known`);
-          },
-        } as never),
-      ],
+    const transport = standInTransport(config, {
+      ...standInHandlers({ produced: 0, abortReason: undefined, aborted: Promise.resolve() }),
+      async listVoices(request: { language: string }) {
+        throw new VoiceError(Reason.InvalidArgument, `language: "${request.language}" is not known`);
+      },
     });
     const port = await transport.listen();
     const client = createVoiceClient({ address: `127.0.0.1:${port}` });
@@ -324,20 +316,12 @@ describe('grpc transport long error messages', () => {
 
   it("lets a unary call run to the client's deadline even past service.timeout", async () => {
     const config = testConfig({ service: { timeout: 1 } });
-    const transport = createGrpcTransport({
-      config,
-      logger: createLogger(config.logging, { destination: captureLogs().stream }),
-      metrics: createMetrics(),
-      health: createHealthReporter([Synthesis.typeName]),
-      services: [
-        registration(Synthesis, {
-          ...standInHandlers({ produced: 0, abortReason: undefined, aborted: Promise.resolve() }),
-          async listVoices() {
-            await sleep(1500);
-            return { voices: [] };
-          },
-        } as never),
-      ],
+    const transport = standInTransport(config, {
+      ...standInHandlers({ produced: 0, abortReason: undefined, aborted: Promise.resolve() }),
+      async listVoices() {
+        await sleep(1500);
+        return { voices: [] };
+      },
     });
     const port = await transport.listen();
     const client = createVoiceClient({ address: `127.0.0.1:${port}` });
