@@ -308,6 +308,9 @@ describe('allowed addresses', () => {
         'a spoofed left hop is ignored',
       );
       assert.equal(await call(behindProxy, '10.1.2.3, 192.168.4.4'), 'admitted', 'trusted hops are skipped');
+      const logged = behindProxy.logs.records().filter((record) => record.msg === 'call finished');
+      assert.equal(logged.at(-1)?.client, '10.1.2.3', 'the call log names the resolved client');
+      assert.match(String(logged.at(-1)?.peer), /127\.0\.0\.1/, 'and the direct peer');
       assert.match(
         await call(behindProxy, '10.1.2.3, 198.51.100.7'),
         /client address 198\.51\.100\.7 is not/,

@@ -18,6 +18,12 @@ import type { CallContext, ServiceRegistration } from '../../service/context.js'
 import { errorTrailers } from './trailers.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
+/**
+ * Set by the security interceptor on the incoming metadata: the client's address as resolved from
+ * the connection and trusted proxies' x-forwarded-for, for the call log. A client's own value is
+ * overwritten.
+ */
+export const CLIENT_ADDRESS_METADATA = 'cortex-client-address';
 /** A cancel this close to the client's deadline is the deadline (the client's timer fires first). */
 export const DEADLINE_SLACK_MS = 50;
 

@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { DEADLINE_SLACK_MS, REQUEST_ID_HEADER } from './call-adapter.js';
+import { CLIENT_ADDRESS_METADATA, DEADLINE_SLACK_MS, REQUEST_ID_HEADER } from './call-adapter.js';
 import { ERROR_REASON_TRAILER, errorTrailers } from './trailers.js';
 
 const CODE_NAMES: Record<number, string> = Object.fromEntries(
@@ -46,6 +46,8 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
     const labels = { grpc_type: type, grpc_service: service, grpc_method: method };
     const startedAt = process.hrtime.bigint();
     let requestId = '';
+    // Later interceptors add the resolved client address to this same metadata.
+    let incoming: Metadata | undefined;
     let bytesIn = 0;
     let bytesOut = 0;
     let finished = false;
@@ -64,6 +66,7 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
         code: codeName(code),
         durationMs: Math.round(seconds * 1e4) / 10,
         peer: call.getPeer(),
+        client: incoming?.get(CLIENT_ADDRESS_METADATA)[0],
         requestId,
         bytesIn,
         bytesOut,
@@ -92,6 +95,8 @@ export function createObserveInterceptor(options: ObserveOptions): ServerInterce
         metrics.activeStreams.inc({ grpc_service: service, grpc_method: method });
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
+            incoming = metadata;
+            metadata.remove(CLIENT_ADDRESS_METADATA);
             const given = metadata.get(REQUEST_ID_HEADER)[0];
             requestId =
               typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();

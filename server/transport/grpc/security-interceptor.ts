@@ -10,6 +10,7 @@ import type { Config } from '../../config.js';
 import { Reason } from '../../errors.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { API_KEY_HEADER, type ApiKeys } from './api-keys.js';
+import { CLIENT_ADDRESS_METADATA } from './call-adapter.js';
 import {
   type AddressRanges,
   clientAddress,
@@ -61,6 +62,7 @@ export function createSecurityInterceptor(options: SecurityOptions): ServerInter
               textValues(metadata, FORWARDED_FOR_HEADER),
               trustedProxies,
             );
+            if (address !== undefined) metadata.set(CLIENT_ADDRESS_METADATA, address);
             const verdict = checkAddress(allowed, address) ?? checkKey(security, apiKeys, metadata, address);
             if ('metric' in verdict) return refuse(verdict);
             const { identity, who } = verdict;
