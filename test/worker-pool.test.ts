@@ -782,3 +782,31 @@ parentPort.on('message', async (message) => {
     }
   });
 });
+
+describe('worker pool start-up', () => {
+  test('a worker that dies while loading is retried, and the pool starts', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'voice-pool-start-'));
+    const marker = join(dir, 'crashed');
+    const pool = hookPool({
+      workerData: { testHooks: true, crashOnceWhileLoading: marker } satisfies EngineWorkerData,
+    });
+    try {
+      await pool.start();
+      assert.equal(
+        await readFile(marker, 'utf8'),
+        'crashed once while loading\n',
+        'the first start did fail',
+      );
+      assert.equal(pool.stats().restarts, 1);
+      assert.equal(
+        await pool
+          .run('echo', { tag: 'alive' }, { priority: 0, signal: new AbortController().signal })
+          .then((r) => r.tag),
+        'alive',
+      );
+    } finally {
+      await pool.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -2,6 +2,7 @@
  * Entry of a model worker thread. Loads the engines its workerData names (once), reports `ready`,
  * then serves jobs one at a time; a `cancel` aborts the job's signal, which the engines check.
  */
+import { existsSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Reason, VoiceError } from '../errors.js';
@@ -12,6 +13,14 @@ const port = parentPort;
 if (port === null) throw new Error('engine-worker.js must run in a worker thread');
 
 const data = workerData as EngineWorkerData;
+if (
+  data.testHooks === true &&
+  data.crashOnceWhileLoading !== undefined &&
+  !existsSync(data.crashOnceWhileLoading)
+) {
+  writeFileSync(data.crashOnceWhileLoading, 'crashed once while loading\n');
+  process.exit(4);
+}
 const loadStarted = performance.now();
 const host = await loadEngines(data);
 const handlers = new Map(host.handlers);

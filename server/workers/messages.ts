@@ -44,6 +44,11 @@ export interface EngineWorkerData {
    * and a worker without it rejects those kinds as unknown.
    */
   readonly testHooks?: boolean;
+  /**
+   * Tests only, with `testHooks`: a worker that finds no file at this path creates it and exits
+   * while loading, so the first start of a worker fails and the next succeeds.
+   */
+  readonly crashOnceWhileLoading?: string;
 }
 
 // --- What a worker reports when ready --------------------------------------------------------------

@@ -92,6 +92,8 @@ interface Slot {
 }
 
 const MAX_RESTART_DELAY_MS = 5000;
+/** Tries a worker gets to load its engines at start-up before the pool gives up. */
+const START_ATTEMPTS = 3;
 const OVERLOADED_RETRY_MS = 1000;
 const CRASHED_RETRY_MS = 500;
 
@@ -234,7 +236,14 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         ),
       );
     }
-    if (previous === 'starting' && startup !== undefined) {
+    // A worker that dies while loading at start-up gets a few more tries (a transient file-system or
+    // memory problem); a model that is simply missing never gets here, it is reported as unavailable.
+    if (previous === 'starting' && startup !== undefined && failuresInRow + 1 < START_ATTEMPTS) {
+      logger?.warn(
+        { pool: name, worker: slot.number, attempt: failuresInRow + 1 },
+        'retrying model worker start',
+      );
+    } else if (previous === 'starting' && startup !== undefined) {
       const failed = startup;
       startup = undefined;
       failed.reject(
