@@ -48,6 +48,24 @@ function runChild(file: string, timeoutMs: number): Promise<ChildRun> {
   });
 }
 
+/**
+ * Runs a scenario script in a child process, which must exit by itself (no worker thread left
+ * behind) with code 0, and returns its run and the JSON line it printed with "stopped": true.
+ */
+async function runScenario(file: string, script: string): Promise<{ run: ChildRun; result: unknown }> {
+  await writeFile(file, script);
+  const run = await runChild(file, 20_000);
+  assert.equal(
+    run.timedOut,
+    false,
+    `the child did not exit: worker threads leaked\n${run.stdout}${run.stderr}`,
+  );
+  assert.equal(run.code, 0, run.stderr);
+  const line = run.stdout.split('\n').find((l) => l.includes('"stopped":true'));
+  assert.ok(line, run.stdout);
+  return { run, result: JSON.parse(line) };
+}
+
 describe('voice server lifecycle', () => {
   let dir: string;
   let models: string;
@@ -89,18 +107,8 @@ describe('voice server lifecycle', () => {
           .map((slot) => slot.current() !== undefined),
       }));
     `;
-    const file = join(dir, 'stop-while-loading.mjs');
-    await writeFile(file, script);
-    const run = await runChild(file, 20_000);
-    assert.equal(
-      run.timedOut,
-      false,
-      `the child did not exit: worker threads leaked\n${run.stdout}${run.stderr}`,
-    );
-    assert.equal(run.code, 0, run.stderr);
-    const line = run.stdout.split('\n').find((l) => l.includes('"stopped":true'));
-    assert.ok(line, run.stdout);
-    assert.deepEqual(JSON.parse(line), {
+    const { run, result } = await runScenario(join(dir, 'stop-while-loading.mjs'), script);
+    assert.deepEqual(result, {
       stopped: true,
       outcome: 'rejected DRAINING',
       pools: false,
@@ -127,17 +135,7 @@ describe('voice server lifecycle', () => {
       );
       console.log(JSON.stringify({ stopped: true, outcome, pools: server.workerPools !== undefined }));
     `;
-    const file = join(dir, 'load-after-stop.mjs');
-    await writeFile(file, script);
-    const run = await runChild(file, 20_000);
-    assert.equal(
-      run.timedOut,
-      false,
-      `the child did not exit: worker threads leaked\n${run.stdout}${run.stderr}`,
-    );
-    assert.equal(run.code, 0, run.stderr);
-    const line = run.stdout.split('\n').find((l) => l.includes('"stopped":true'));
-    assert.ok(line, run.stdout);
-    assert.deepEqual(JSON.parse(line), { stopped: true, outcome: 'rejected DRAINING', pools: false });
+    const { result } = await runScenario(join(dir, 'load-after-stop.mjs'), script);
+    assert.deepEqual(result, { stopped: true, outcome: 'rejected DRAINING', pools: false });
   });
 });

@@ -76,17 +76,7 @@ function riffChunk(id: string, body: Uint8Array): Uint8Array {
 }
 
 function bytesOf(...parts: (Uint8Array | string)[]): Uint8Array {
-  return concatBytes(parts.map((p) => (typeof p === 'string' ? new TextEncoder().encode(p) : p)));
-}
-
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? new TextEncoder().encode(p) : p)));
 }
 
 function u32(value: number): Uint8Array {

@@ -18,16 +18,6 @@ function tone(frequency: number, rate: number, length: number, amplitude = 0.5):
   return out;
 }
 
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 function int16s(bytes: Uint8Array, offset = 0): number[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: number[] = [];
@@ -98,7 +88,7 @@ describe('createAudioEncoder', () => {
     const input = tone(440, 16000, 16000);
     const chunks = [input.subarray(0, 5000), input.subarray(5000, 5001), input.subarray(5001)];
     for (const encoding of ['linear16', 'float32', 'wav'] as const) {
-      const bytes = concatBytes(encodeStream(encoding, 16000, chunks));
+      const bytes = Buffer.concat(encodeStream(encoding, 16000, chunks));
       const format =
         encoding === 'wav' ? { encoding } : { encoding, sampleRate: 16000, channels: 1 as const };
       const decoded = decodeAudio(format, bytes);
@@ -114,7 +104,7 @@ describe('createAudioEncoder', () => {
   test('sox reads a streamed WAV made of header and chunks, from a file and from a pipe', () => {
     const input = tone(1000, 22050, 22050);
     const chunks = Array.from({ length: 10 }, (_, k) => input.subarray(k * 2205, (k + 1) * 2205));
-    const bytes = concatBytes(encodeStream('wav', 22050, chunks));
+    const bytes = Buffer.concat(encodeStream('wav', 22050, chunks));
     const dir = mkdtempSync(join(tmpdir(), 'audio-encode-'));
     try {
       const path = join(dir, 'stream.wav');

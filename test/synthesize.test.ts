@@ -67,18 +67,8 @@ function decodeFloat32(bytes: Uint8Array): Float32Array {
   return out;
 }
 
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
 const pcmOf = (received: readonly Received[]): Float32Array =>
-  decodeLinear16(concatBytes(received.map((r) => r.response.audio)));
+  decodeLinear16(Buffer.concat(received.map((r) => r.response.audio)));
 
 const totalSamples = (received: readonly Received[]): number =>
   received.reduce((sum, r) => sum + r.response.sampleCount, 0);
@@ -587,7 +577,7 @@ describe('Synthesis over gRPC', () => {
       const linear = await speakText(text, { encoding: AudioEncoding.LINEAR16 });
       const float = await speakText(text, { encoding: AudioEncoding.FLOAT32 });
       checkStream(float, text, { encoding: AudioEncoding.FLOAT32 });
-      const floats = decodeFloat32(concatBytes(float.map((r) => r.response.audio)));
+      const floats = decodeFloat32(Buffer.concat(float.map((r) => r.response.audio)));
       const ints = pcmOf(linear);
       assert.equal(floats.length, ints.length);
       let maxDiff = 0;
@@ -610,7 +600,7 @@ describe('Synthesis over gRPC', () => {
       assert.equal(ascii(wav[0]?.response.audio, 8, 12), 'WAVE');
       for (const { response } of wav.slice(1)) assert.notEqual(ascii(response.audio, 0, 4), 'RIFF');
       // Streaming headers carry unknown lengths; fill them in and parse the whole file.
-      const file = concatBytes(wav.map((r) => r.response.audio));
+      const file = Buffer.concat(wav.map((r) => r.response.audio));
       const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
       view.setUint32(4, file.length - 8, true);
       view.setUint32(40, file.length - 44, true);
@@ -651,8 +641,8 @@ describe('Synthesis over gRPC', () => {
     assert.equal(await hits(), hitsBefore + 1, 'the second call is a cache hit');
     assert.equal(await misses(), missesBefore + 1);
     assert.deepEqual(
-      concatBytes(second.map((r) => r.response.audio)),
-      concatBytes(first.map((r) => r.response.audio)),
+      Buffer.concat(second.map((r) => r.response.audio)),
+      Buffer.concat(first.map((r) => r.response.audio)),
     );
     // Another encoding of the same sentence is served from the same entry.
     await speakText(sentence, { encoding: AudioEncoding.FLOAT32, sampleRateHz: 16_000 });
@@ -736,7 +726,7 @@ describe('Synthesis over gRPC', () => {
         },
       };
       // 100 ms per message, as a live client would send.
-      const all = concatBytes(audio);
+      const all = Buffer.concat(audio);
       for (let at = 0; at < all.length; at += 3200) {
         yield { request: { case: 'audio', value: all.subarray(at, at + 3200) } };
       }
