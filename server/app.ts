@@ -1,10 +1,13 @@
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { createCachedSynthesizer } from './engines/cached-synthesizer.js';
 import { createEngineSlot, type EngineSlot } from './engines/engine-slot.js';
+import { deviceProblem } from './engines/onnx-device.js';
 import type { SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector } from './engines/types.js';
 import { Reason, VoiceError } from './errors.js';
 import { Synthesis } from './gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from './gen/cortex/voice/v1/transcription_pb.js';
+import { configuredModels, modelStatus } from './models/catalog.js';
+import { fetchMissingModels } from './models/fetch-missing.js';
 import type { Logger } from './observability/logger.js';
 import {
   createMetrics,
@@ -18,7 +21,7 @@ import { createSynthesisService } from './service/synthesis.js';
 import { createTranscriptionService } from './service/transcription.js';
 import { createHealthReporter, type HealthReporter } from './transport/grpc/health.js';
 import { createGrpcTransport } from './transport/grpc/server.js';
-import { type StartedEngines, startRemoteEngines } from './workers/remote-engines.js';
+import { type RemoteEngines, type StartedEngines, startRemoteEngines } from './workers/remote-engines.js';
 
 export interface VoiceEngines {
   readonly vad: EngineSlot<VoiceActivityDetector>;
@@ -38,8 +41,17 @@ export interface VoiceServer {
    * services. An engine that cannot load (e.g. its model is missing) leaves its service NOT_SERVING
    * with the reason; the server keeps running. Once stop() has begun, it rejects with DRAINING and
    * leaves no worker behind. Call it once.
+   *
+   * Configured models missing from models.cache_dir are then downloaded in the background when
+   * models.allow_downloads is on, with progress in the log; the inference workers are reloaded
+   * once they are in place (serving meanwhile), and `modelsInstalled` settles.
    */
   loadEngines(): Promise<void>;
+  /**
+   * Settles when the start-up download of missing models is over: resolves once the workers serve
+   * them (at once when nothing was missing or downloads are off), rejects when a download failed.
+   */
+  readonly modelsInstalled: Promise<void>;
   /** The model worker pools once loadEngines() has started them (diagnostics and tests). */
   readonly workerPools: StartedEngines['pools'] | undefined;
   /** Graceful drain, then everything closed, including model workers still starting. */
@@ -60,6 +72,11 @@ export function createVoiceServer(
   logger: Logger,
   options: VoiceServerOptions = {},
 ): VoiceServer {
+  const device = config.models.stt.device;
+  const problem = deviceProblem(device);
+  if (problem !== undefined) {
+    throw new ConfigError(`config: models.stt.device = "${device}" cannot be used here: ${problem}`);
+  }
   const metrics = createMetrics();
   const engines: VoiceEngines = {
     vad: createEngineSlot('voice activity detection'),
@@ -104,8 +121,64 @@ export function createVoiceServer(
   /** The pools being started; stop() waits for them so that none outlives the server. */
   let starting: Promise<StartedEngines> | undefined;
   let stopping = false;
+  const downloads = new AbortController();
+  let installed: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+  const modelsInstalled = new Promise<void>((resolve, reject) => {
+    installed = { resolve, reject };
+  });
+  // Nobody may be waiting for it; a failed download is logged where it happens.
+  modelsInstalled.catch(() => {});
   const stoppedWhileLoading = () =>
     new VoiceError(Reason.Draining, 'the server stopped before the model workers were ready');
+
+  function fillSlots({ vad, recognizer, synthesizer, unavailable }: RemoteEngines): void {
+    const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
+      if (engine !== undefined) slot.set(engine);
+      else {
+        slot.markUnavailable(why ?? 'it did not load');
+        logger.warn({ engine: slot.name, reason: why }, 'engine not available');
+      }
+    };
+    fill(engines.vad, vad, unavailable.vad);
+    fill(engines.recognizer, recognizer, unavailable.recognizer);
+    fill(
+      engines.synthesizer,
+      synthesizer &&
+        createCachedSynthesizer(synthesizer, {
+          maxBytes: config.performance.tts_cache_mb * 1024 * 1024,
+          onLookup: (result) => metrics.ttsCache.inc({ result }),
+        }),
+      unavailable.synthesizer,
+    );
+  }
+
+  /** Downloads what is missing, then reloads the inference workers so that they serve it. */
+  async function installMissing(
+    started: StartedEngines,
+    missing: Parameters<typeof fetchMissingModels>[0],
+  ): Promise<void> {
+    try {
+      await fetchMissingModels(missing, {
+        hubUrl: config.models.hub_url,
+        logger,
+        signal: downloads.signal,
+      });
+      if (stopping) return;
+      fillSlots(await started.reloadInference());
+      logger.info({ health: health.status('') }, 'downloaded models loaded');
+    } catch (error) {
+      if (stopping) return;
+      const why = error instanceof Error ? error.message : String(error);
+      logger.error({ hub: config.models.hub_url }, `model download failed: ${why}`);
+      const recognizer = engines.recognizer;
+      if (recognizer.current() === undefined) {
+        recognizer.markUnavailable(
+          `${missing.map((model) => `${model.id} is missing from ${model.folder}`).join('; ')}; ${why}`,
+        );
+      }
+      throw error;
+    }
+  }
 
   return {
     config,
@@ -142,28 +215,25 @@ export function createVoiceServer(
         throw stoppedWhileLoading();
       }
       workers = started;
-      const { vad, recognizer, synthesizer, unavailable } = started.engines;
-      const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
-        if (engine !== undefined) slot.set(engine);
-        else {
-          slot.markUnavailable(why ?? 'it did not load');
-          logger.warn({ engine: slot.name, reason: why }, 'engine not available');
-        }
-      };
-      fill(engines.vad, vad, unavailable.vad);
-      fill(engines.recognizer, recognizer, unavailable.recognizer);
-      fill(
-        engines.synthesizer,
-        synthesizer &&
-          createCachedSynthesizer(synthesizer, {
-            maxBytes: config.performance.tts_cache_mb * 1024 * 1024,
-            onLookup: (result) => metrics.ttsCache.inc({ result }),
-          }),
-        unavailable.synthesizer,
+      fillSlots(started.engines);
+      const missing = modelStatus(configuredModels(config)).filter((model) => model.missing.length > 0);
+      if (missing.length === 0 || !config.models.allow_downloads) {
+        installed?.resolve();
+        return;
+      }
+      const names = missing.map((model) => model.id).join(', ');
+      if (engines.recognizer.current() === undefined) {
+        engines.recognizer.markUnavailable(`downloading ${names} from ${config.models.hub_url}`);
+      }
+      installMissing(started, missing).then(
+        () => installed?.resolve(),
+        (error: unknown) => installed?.reject(error),
       );
     },
+    modelsInstalled,
     async stop(graceMs = config.service.drain_grace_seconds * 1000) {
       stopping = true;
+      downloads.abort(new VoiceError(Reason.Draining, 'the server is stopping'));
       await transport.drain(graceMs);
       // A start that fails has already closed its pools.
       const started = workers ?? (await starting?.catch(() => undefined));

@@ -87,8 +87,12 @@ const modelsSchema = z
   .object({
     /** Folder of models in the Hugging Face layout: <cache_dir>/<org>/<name>/… */
     cache_dir: text('a folder path').default('./models'),
-    /** Let the model libraries download missing models from the hub at run time. */
-    allow_downloads: flag.default(false),
+    /**
+     * Fetch configured models that are missing from `hub_url` at start-up (with progress in the log),
+     * then serve them. On by default so a fresh checkout ends up transcribing; an air-gapped
+     * deployment sets it off and installs models with `voice models pull` or a baked image.
+     */
+    allow_downloads: flag.default(true),
     /** Where `voice models pull` downloads from (HF_ENDPOINT): the Hugging Face hub or a mirror. */
     hub_url: z
       .string({ error: 'an http(s) URL' })
@@ -107,11 +111,28 @@ const modelsSchema = z
       .prefault({}),
     stt: z
       .object({
-        /** Default speech recognition model (Hugging Face id of an ONNX export). */
+        /**
+         * The multilingual model (Hugging Face id of a Whisper ONNX export): streams in a language
+         * other than English, and "auto", go to it.
+         */
         model: text('a model id').default('onnx-community/whisper-base'),
-        /** Model ids a stream may ask for; the default model is always allowed. */
+        /**
+         * The model English streams go to (a Moonshine or Whisper ONNX export); "" sends English to
+         * `model` as well.
+         */
+        english_model: z
+          .string({ error: 'a model id, or "" for none' })
+          .default('onnx-community/moonshine-base-ONNX'),
+        /** Model ids a stream may ask for; the two defaults are always allowed. */
         allowed_models: textList.default([]),
         dtype: oneOf(DTYPES).default('q8'),
+        /** Where the recognition sessions run: cpu, or cuda where onnxruntime's CUDA provider is installed. */
+        device: oneOf(['cpu', 'cuda']).default('cpu'),
+        /**
+         * Start recognising an utterance as soon as the silence after it has covered the padding,
+         * instead of after the whole min_silence; dropped unsent if speech resumes.
+         */
+        speculative_finals: flag.default(true),
         /** ISO 639-1 code, or "auto" to detect per utterance. */
         language: text('an ISO 639-1 code or "auto"').default('auto'),
         /** Interval of interim results in milliseconds. */
@@ -143,8 +164,18 @@ const performanceSchema = z
     workers: intIn(1, 64).default(2),
     /** onnxruntime intra-op threads per worker. */
     inference_threads: intIn(1, 64).default(1),
-    /** Accepted for the deployment guide's config; recognition is not batched yet, so only 1. */
+    /**
+     * Accepted for the deployment guide's config; only 1. Batching Whisper's encoder across streams
+     * was measured slower on CPU than separate calls (4 utterances as one batch: 5–12 % longer), and
+     * the library's batched generate mishandles finished rows, so recognition is not batched.
+     */
     batch_size: intIn(1, 1).default(1),
+    /**
+     * Admission by capacity: a new Transcribe stream is refused (RESOURCE_EXHAUSTED, with a retry
+     * hint) when admitting it would push the expected delay of finals past this bound, estimated
+     * from measured inference times. 0 turns the check off.
+     */
+    max_final_delay_ms: intIn(0, 60_000).default(500),
     /** Engine-backed calls (Transcribe, TranscribeFile, Synthesize, SynthesizeText) in progress at once. */
     max_concurrent_requests: intIn(1, 100_000).default(100),
     /** Engine jobs waiting for a worker; beyond it calls get RESOURCE_EXHAUSTED. */

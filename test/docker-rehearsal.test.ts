@@ -19,6 +19,7 @@ import {
   runCommand,
 } from './helpers/dockerfile.js';
 import { repoRoot } from './helpers/paths.js';
+import { CLOSED_LOOPBACK_HUB } from './helpers/test-server.js';
 
 /**
  * A rehearsal of the image without Docker: the runtime stage of the Dockerfile is followed in a
@@ -147,6 +148,9 @@ describe('the Dockerfile runtime stage, rehearsed without Docker', {
       stringify({
         service: { host: '127.0.0.1', port: 0 },
         monitoring: { host: '127.0.0.1', prometheus_port: 0 },
+        // Start-up downloads stay on, as in the image, against a closed loopback port: the
+        // offline case, which must leave Synthesis serving.
+        models: { hub_url: CLOSED_LOOPBACK_HUB },
       }),
     );
     const cmd = execForm(runtime.instructions.find((instruction) => instruction.keyword === 'CMD')!.args)!;

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type GeneratedMoonshineModel, generateMoonshineModel } from './fixtures/moonshine-model.js';
 import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
 import { runCli } from './helpers/cli.js';
 import { writeConfigFile } from './helpers/test-server.js';
@@ -14,11 +15,18 @@ describe('voice models', () => {
   let hub: Server;
   let hubUrl: string;
   let source: GeneratedWhisperModel;
+  let english: GeneratedMoonshineModel;
   const requests: string[] = [];
 
   before(async () => {
     const mirror = mkdtempSync(join(tmpdir(), 'voice-hub-'));
     source = await generateWhisperModel({ root: mirror, preset: 'tiny' });
+    // The English model as the hub serves it today: config.json with the old key names.
+    english = await generateMoonshineModel({
+      root: mirror,
+      modelId: 'cortex-test/moonshine-published',
+      legacyConfig: true,
+    });
     hub = createServer((request, response) => {
       requests.push(request.url ?? '');
       const match = /^\/(.+?)\/resolve\/main\/(.+)$/.exec(request.url ?? '');
@@ -35,8 +43,14 @@ describe('voice models', () => {
   });
   after(() => new Promise<void>((resolve) => hub.close(() => resolve())));
 
-  const configFor = (cacheDir: string, model = source.modelId) =>
-    writeConfigFile({ models: { cache_dir: cacheDir, hub_url: hubUrl, stt: { model, dtype: 'fp32' } } });
+  const configFor = (cacheDir: string, model = source.modelId, englishModel = '') =>
+    writeConfigFile({
+      models: {
+        cache_dir: cacheDir,
+        hub_url: hubUrl,
+        stt: { model, english_model: englishModel, dtype: 'fp32' },
+      },
+    });
 
   it('lists missing models, pulls them with progress, then lists them as present', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
@@ -67,6 +81,30 @@ describe('voice models', () => {
 
     const again = await runCli(['models', 'pull', '--config', config]);
     assert.match(again.stderr, /already present/);
+  });
+
+  it('pulls the English model too, and rewrites its config.json with the keys the library reads', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const config = configFor(cacheDir, source.modelId, english.modelId);
+    const listed = await runCli(['models', 'list', '--config', config]);
+    assert.match(
+      listed.stdout,
+      new RegExp(`${english.modelId} +\\(speech recognition\\) .* missing config\\.json`),
+    );
+    const pulled = await runCli(['models', 'pull', english.modelId, '--config', config]);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    const installed = JSON.parse(readFileSync(join(cacheDir, english.modelId, 'config.json'), 'utf8'));
+    const published = JSON.parse(readFileSync(join(english.folder, 'config.json'), 'utf8'));
+    assert.equal(published.decoder_num_hidden_layers, undefined, 'the hub serves the old keys');
+    assert.equal(installed.decoder_num_hidden_layers, published.num_hidden_layers);
+    assert.equal(installed.encoder_num_key_value_heads, published.num_key_value_heads);
+    for (const file of english.files.filter((name) => name !== 'config.json')) {
+      assert.deepEqual(
+        readFileSync(join(cacheDir, english.modelId, file)),
+        readFileSync(join(english.folder, file)),
+        file,
+      );
+    }
   });
 
   it('fails in one line and leaves no partial file when the hub lacks the model', async () => {

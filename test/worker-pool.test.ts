@@ -98,6 +98,7 @@ describe('engine worker pools with real engines', () => {
           defaultModel: modelId,
           dtype: 'fp32',
           allowedModels: [],
+          device: 'cpu',
           threads: 1,
         },
         tts: {
@@ -132,8 +133,10 @@ describe('engine worker pools with real engines', () => {
     assert.deepEqual(inferenceReport.asr, {
       available: true,
       defaultModel: modelId,
+      englishModel: undefined,
       maxInputSamples: 30 * 16_000,
       allowedModels: [modelId],
+      unavailableModels: {},
     });
     assert.ok(inferenceReport.tts?.available);
     assert.ok(inferenceReport.tts.voices.some((voice) => voice.id === 'espeak:en-us'));
@@ -282,6 +285,7 @@ describe('engine worker pools with real engines', () => {
           defaultModel: 'onnx-community/whisper-base',
           dtype: 'q8',
           allowedModels: [],
+          device: 'cpu',
           threads: 1,
         },
         tts: {

@@ -1,32 +1,39 @@
 /**
- * Whisper speech recognition through @huggingface/transformers' `automatic-speech-recognition`
- * pipeline, running on onnxruntime-node in this thread.
+ * Speech recognition through @huggingface/transformers' `automatic-speech-recognition` pipeline,
+ * running on onnxruntime-node in this thread, for two families of models:
+ * - **Whisper** (multilingual or English-only): every pass covers a 30 s window. Its log-mel
+ *   features are computed only over the audio (whisper-features.ts, bit-identical to the padded
+ *   ones); the encoder still runs over the whole window, so a pass costs about the same whatever
+ *   the utterance's length. Languages are detected (whisper-language-detection.ts).
+ * - **Moonshine** (English): takes raw audio and its cost grows with the audio's length.
  *
  * Models live in `<cacheDir>/<model id>/` in the Hugging Face layout (config.json,
  * generation_config.json, preprocessor_config.json, tokenizer.json, tokenizer_config.json,
  * onnx/encoder_model<suffix>.onnx, onnx/decoder_model_merged<suffix>.onnx, where the suffix follows
  * the dtype: fp32 none, q8 `_quantized`, fp16 `_fp16`, q4 `_q4`…). A pipeline is opened once per
- * model and kept.
+ * model and kept. config.json is normalised in memory first (asr-model-config.ts).
  *
  * What transformers.js 4.3.1 does and does not do, which shapes this engine:
- * - It has no language detection: a multilingual model given no language is prompted with
- *   `<|en|>`. This engine detects the language itself, as Whisper's `detect_language` does: one
- *   decoder step on `<|startoftranscript|>` alone over the utterance's encoder output, argmax over
- *   the language tokens. It runs inside the pipeline's call to `model.generate`, on the features the
- *   pipeline computed (the log-mel features of a 30 s window take ~140 ms in JS), and its encoder
- *   output is handed back when generate encodes the same features, so the encoder runs once. The
- *   extra cost is that one decoder step, which computes the cross-attention keys and values that
- *   generate's first step computes again. English-only models skip detection and report "en".
- * - Word timestamps need cross-attention outputs in the decoder graph and `alignment_heads` in
- *   generation_config.json. A model without them gets segment timestamps and no words.
+ * - Word timestamps need cross-attention outputs in the Whisper decoder graph and
+ *   `alignment_heads` in generation_config.json. A model without them gets segment timestamps and
+ *   no words. Moonshine gives no timestamps: its one segment spans the utterance.
+ * - Moonshine's pipeline caps the output at `floor(seconds) × 6` tokens, none under 1 s; this
+ *   engine sets the budget from the utterance's length instead (`moonshineTokenBudget`).
  * - onnxruntime cannot stop a running session. An abort is noticed between decoder steps (through
  *   the generation streamer) and after the call; the encoder pass always runs to its end.
  */
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { env, pipeline, Tensor } from '@huggingface/transformers';
+import { env, pipeline } from '@huggingface/transformers';
 import { invalidArgument, Reason, throwIfAborted, VoiceError } from '../errors.js';
+import { type AsrFamily, familyOf, normalizeModelConfig, readModelConfig } from './asr-model-config.js';
 import type { Recognition, RecognizeOptions, SpeechRecognizer, TimedSpan, TimestampMode } from './types.js';
+import {
+  detectLanguage,
+  enableLanguageDetection,
+  type LanguageDetection,
+  type WhisperModel,
+} from './whisper-language-detection.js';
 
 /** Model file suffix per transformers dtype. */
 export const dtypeSuffixes = {
@@ -41,16 +48,21 @@ export const dtypeSuffixes = {
 } as const;
 export type TransformersDtype = keyof typeof dtypeSuffixes;
 
+export type AsrDevice = 'cpu' | 'cuda';
+
 export interface TransformersRecognizerOptions {
   /** Folder holding the models; becomes transformers' `env.localModelPath` and `env.cacheDir`. */
   readonly cacheDir: string;
   /** Whether transformers may download models that are not in `cacheDir`. */
   readonly allowRemote: boolean;
+  /** The model for streams that name none and are not routed to `englishModel`. */
   readonly defaultModel: string;
+  /** The model English streams that name none go to; undefined sends them to `defaultModel`. */
+  readonly englishModel?: string | undefined;
   readonly dtype: TransformersDtype;
-  /** Model ids callers may ask for; the default model is always allowed. */
+  /** Model ids callers may ask for; the default and English models are always allowed. */
   readonly allowedModels: readonly string[];
-  readonly device: 'cpu';
+  readonly device: AsrDevice;
   /** onnxruntime intra-op threads per session. */
   readonly threads: number;
 }
@@ -60,14 +72,16 @@ export interface TransformersRecognizer extends SpeechRecognizer {
   load(modelId?: string): Promise<void>;
   /** Loads the model and runs one second of silence through it, so the first call is not slow. */
   warmUp(modelId?: string): Promise<void>;
+  /** The family of a loaded model. */
+  familyOf(modelId: string): AsrFamily | undefined;
 }
 
-/** Whisper takes 30 s per pass. */
+/** Both families take at most 30 s per pass (Whisper's window; Moonshine was trained on ≤ 30 s). */
 const sampleRate = 16_000;
 const maxInputSamples = 30 * sampleRate;
 
-/** The files transformers reads for a Whisper model of the given dtype. */
-export function whisperModelFiles(dtype: TransformersDtype): string[] {
+/** The files transformers reads for a Whisper or Moonshine model of the given dtype. */
+export function recognitionModelFiles(dtype: TransformersDtype): string[] {
   const suffix = dtypeSuffixes[dtype];
   return [
     'config.json',
@@ -80,29 +94,32 @@ export function whisperModelFiles(dtype: TransformersDtype): string[] {
   ];
 }
 
+/**
+ * Moonshine's output budget for an utterance: its paper's 6 tokens per second of audio, rounded
+ * up, plus a few so that a short "yes" (under 1 s) still gets tokens.
+ */
+export function moonshineTokenBudget(samples: number): number {
+  return Math.ceil((samples / sampleRate) * 6) + 4;
+}
+
+/**
+ * Moonshine's first convolution (kernel 127, stride 64) and the two after it leave no frame for
+ * less than ~56 ms of audio; shorter audio is padded with silence to 100 ms.
+ */
+const MOONSHINE_MIN_SAMPLES = sampleRate / 10;
+
+function padToMoonshineMinimum(audio: Float32Array): Float32Array {
+  if (audio.length >= MOONSHINE_MIN_SAMPLES) return audio;
+  const padded = new Float32Array(MOONSHINE_MIN_SAMPLES);
+  padded.set(audio);
+  return padded;
+}
+
 /** The slice of transformers' AutomaticSpeechRecognitionPipeline this engine uses. */
 interface AsrPipeline {
   (audio: Float32Array, options: Record<string | symbol, unknown>): Promise<AsrOutput>;
   model: WhisperModel;
-}
-
-/** The slice of transformers' WhisperForConditionalGeneration this engine uses. */
-interface WhisperModel {
-  generation_config: {
-    is_multilingual?: boolean | null;
-    lang_to_id?: Record<string, number> | null;
-    decoder_start_token_id?: number | null;
-    alignment_heads?: unknown;
-  } | null;
-  sessions: Record<string, OrtSession>;
-  generate(params: Record<string | symbol, unknown>): Promise<unknown>;
-  forward(inputs: Record<string, unknown>): Promise<{ logits: Tensor }>;
-}
-
-/** An onnxruntime InferenceSession as transformers keeps it in `model.sessions`. */
-interface OrtSession {
-  readonly outputNames: readonly string[];
-  run(feeds: Record<string, unknown>, ...rest: unknown[]): Promise<Record<string, unknown>>;
+  processor: { feature_extractor: unknown };
 }
 
 interface AsrOutput {
@@ -111,31 +128,25 @@ interface AsrOutput {
 }
 
 interface LoadedModel {
+  readonly family: AsrFamily;
   readonly pipe: AsrPipeline;
   /** ISO 639-1 codes of the `<|xx|>` tokens (Whisper's "jw" as "jv"); empty for English-only models. */
   readonly languages: ReadonlySet<string>;
   readonly wordTimestamps: boolean;
 }
 
-/**
- * Passed to the pipeline under the `detectLanguage` symbol; the pipeline hands its options on to
- * `model.generate`, where the wrapper installed by `enableLanguageDetection` reads it.
- */
-interface LanguageDetection {
-  readonly signal: AbortSignal;
-  /** The detected language's Whisper code, once detected. */
-  detected?: string;
-}
-
-const detectLanguage = Symbol('detectLanguage');
-
 /** Whisper's codes that are not the ISO 639-1 code of their language. */
 const whisperToIso: Readonly<Record<string, string>> = { jw: 'jv' };
 const isoToWhisper: Readonly<Record<string, string>> = { jv: 'jw' };
 
 export function createTransformersRecognizer(options: TransformersRecognizerOptions): TransformersRecognizer {
-  const allowed = [...new Set([options.defaultModel, ...options.allowedModels])];
+  const englishModel =
+    options.englishModel === undefined || options.englishModel === '' ? undefined : options.englishModel;
+  const allowed = [
+    ...new Set([options.defaultModel, ...(englishModel ? [englishModel] : []), ...options.allowedModels]),
+  ];
   const models = new Map<string, Promise<LoadedModel>>();
+  const families = new Map<string, AsrFamily>();
 
   function modelOf(requested: string | undefined): string {
     const id = requested === undefined || requested === '' ? options.defaultModel : requested;
@@ -153,14 +164,18 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
     if (model === undefined) {
       model = open(id, options);
       models.set(id, model);
-      // A failed load is not kept: the files may be put in place later.
-      model.catch(() => models.delete(id));
+      model.then(
+        (loaded) => families.set(id, loaded.family),
+        // A failed load is not kept: the files may be put in place later.
+        () => models.delete(id),
+      );
     }
     return model;
   }
 
   return {
     defaultModel: options.defaultModel,
+    englishModel,
     allowedModels: allowed,
     maxInputSamples,
 
@@ -169,12 +184,13 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
     },
 
     async warmUp(modelId) {
-      const { pipe, languages } = await load(modelOf(modelId));
-      await pipe(
-        new Float32Array(sampleRate),
-        languages.size > 0 ? { language: 'en', task: 'transcribe' } : {},
-      );
+      const { pipe, languages, family } = await load(modelOf(modelId));
+      const second = new Float32Array(sampleRate);
+      if (family === 'moonshine') await pipe(second, { max_new_tokens: moonshineTokenBudget(second.length) });
+      else await pipe(second, languages.size > 0 ? { language: 'en', task: 'transcribe' } : {});
     },
+
+    familyOf: (modelId) => families.get(modelId),
 
     async recognize(
       audio,
@@ -185,13 +201,24 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
       if (audio.length > maxInputSamples) {
         throw new VoiceError(
           Reason.LimitExceeded,
-          `audio: ${(audio.length / sampleRate).toFixed(1)} s is longer than the ${maxInputSamples / sampleRate} s Whisper takes in one pass`,
+          `audio: ${(audio.length / sampleRate).toFixed(1)} s is longer than the ${maxInputSamples / sampleRate} s a model takes in one pass`,
         );
       }
       const loaded = await load(id);
       const requested = resolveLanguage(language, id, loaded.languages);
       if (audio.length === 0)
         return { text: '', language: requested ?? '', model: id, segments: [], words: [] };
+      const durationMs = Math.round((audio.length / sampleRate) * 1000);
+      if (loaded.family === 'moonshine') {
+        const output = await loaded.pipe(padToMoonshineMinimum(audio), {
+          max_new_tokens: moonshineTokenBudget(audio.length),
+          streamer: abortingStreamer(signal),
+        });
+        throwIfAborted(signal);
+        const text = output.text.trim();
+        const whole = text === '' ? [] : [{ text, startMs: 0, endMs: durationMs }];
+        return { text, language: 'en', model: id, segments: timestamps === 'none' ? [] : whole, words: [] };
+      }
 
       const mode: TimestampMode = timestamps === 'word' && !loaded.wordTimestamps ? 'segment' : timestamps;
       const detection: LanguageDetection | undefined = requested === undefined ? { signal } : undefined;
@@ -210,7 +237,6 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
       }
 
       const text = output.text.trim();
-      const durationMs = Math.round((audio.length / sampleRate) * 1000);
       const spans = (output.chunks ?? []).map((chunk) => toSpan(chunk, durationMs));
       if (mode === 'word') {
         const first = spans[0];
@@ -241,14 +267,33 @@ async function open(id: string, options: TransformersRecognizerOptions): Promise
 
   const folder = join(options.cacheDir, ...id.split('/'));
   if (!options.allowRemote) {
-    const missing = await missingFiles(folder, whisperModelFiles(options.dtype));
+    const missing = await missingFiles(folder, recognitionModelFiles(options.dtype));
     if (missing.length > 0) {
       throw new VoiceError(
         Reason.EngineUnavailable,
         `speech recognition model "${id}" is not installed: it must be in ${folder} ` +
-          `(missing ${missing.join(', ')}; remote downloads are off)`,
+          `(missing ${missing.join(', ')}; install it with 'voice models pull')`,
       );
     }
+  }
+  const unloadable = (why: string, cause?: unknown) =>
+    new VoiceError(
+      Reason.EngineUnavailable,
+      `speech recognition model "${id}" could not be loaded from ${folder}: ${why}`,
+      cause === undefined ? {} : { cause },
+    );
+  let config: Record<string, unknown> | undefined;
+  try {
+    config = normalizeModelConfig(await readModelConfig(folder)).config;
+  } catch (error) {
+    // With remote downloads on, the library fetches config.json itself.
+    if (!options.allowRemote) throw unloadable(messageOf(error), error);
+  }
+  const family = config === undefined ? 'whisper' : familyOf(config);
+  if (family === undefined) {
+    throw unloadable(
+      `its model_type "${String(config?.model_type)}" is not one this engine runs (whisper, moonshine)`,
+    );
   }
   let pipe: AsrPipeline;
   try {
@@ -256,15 +301,14 @@ async function open(id: string, options: TransformersRecognizerOptions): Promise
       local_files_only: !options.allowRemote,
       dtype: options.dtype,
       device: options.device,
+      ...(config === undefined ? {} : { config: config as never }),
       session_options: { intraOpNumThreads: options.threads, interOpNumThreads: 1 },
     })) as unknown as AsrPipeline;
   } catch (error) {
-    throw new VoiceError(
-      Reason.EngineUnavailable,
-      `speech recognition model "${id}" could not be loaded from ${folder}: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
+    throw unloadable(messageOf(error), error);
   }
+  if (family === 'moonshine') return { family, pipe, languages: new Set(), wordTimestamps: false };
+
   const generation = pipe.model.generation_config;
   const languageTokens = new Map<number, string>();
   if (generation?.is_multilingual === true) {
@@ -289,7 +333,11 @@ async function open(id: string, options: TransformersRecognizerOptions): Promise
   const wordTimestamps =
     Array.isArray(generation?.alignment_heads) &&
     decoderOutputs.some((name) => name.startsWith('cross_attentions'));
-  return { pipe, languages, wordTimestamps };
+  return { family, pipe, languages, wordTimestamps };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 async function missingFiles(folder: string, files: readonly string[]): Promise<string[]> {
@@ -337,78 +385,6 @@ function toIsoCode(whisperCode: string): string {
 
 function toWhisperCode(isoCode: string | undefined): string | undefined {
   return isoCode === undefined ? undefined : (isoToWhisper[isoCode] ?? isoCode);
-}
-
-/**
- * Makes `model.generate` detect the language when its options carry a `LanguageDetection`:
- * encode the features, run one decoder step on `<|startoftranscript|>`, take the language token
- * with the highest logit, then generate with that language. While that call runs, an encoder run
- * on the same features (generate's own) returns the output already computed; comparing the
- * features' bytes, not the tensor, keeps this right when generate's seek loop encodes a later
- * window of the audio, and when calls run concurrently.
- */
-function enableLanguageDetection(
-  model: WhisperModel,
-  encoder: OrtSession,
-  startToken: number,
-  languageTokens: ReadonlyMap<number, string>,
-): void {
-  const runEncoder = encoder.run.bind(encoder);
-  const encoded = new Set<{ readonly features: Float32Array; readonly outputs: Record<string, unknown> }>();
-  encoder.run = async (feeds, ...rest) => {
-    const features = floatsOf(feeds.input_features);
-    if (features !== undefined) {
-      for (const entry of encoded) if (sameFloats(entry.features, features)) return entry.outputs;
-    }
-    return runEncoder(feeds, ...rest);
-  };
-
-  const generate = model.generate.bind(model);
-  model.generate = async (params) => {
-    const request = params[detectLanguage] as LanguageDetection | undefined;
-    const features = params.inputs;
-    if (request === undefined || !(features instanceof Tensor) || !(features.data instanceof Float32Array))
-      return generate(params);
-    const outputs = await runEncoder({ input_features: features.ort_tensor });
-    const entry = { features: features.data, outputs };
-    encoded.add(entry);
-    try {
-      throwIfAborted(request.signal);
-      const { logits } = await model.forward({
-        encoder_outputs: new Tensor(outputs.last_hidden_state as Tensor['ort_tensor']),
-        decoder_input_ids: new Tensor('int64', BigInt64Array.of(BigInt(startToken)), [1, 1]),
-      });
-      const scores = logits.to('float32').data as Float32Array;
-      const offset = scores.length - (logits.dims.at(-1) ?? 0);
-      let best = -Infinity;
-      for (const [tokenId, code] of languageTokens) {
-        const score = scores[offset + tokenId] ?? -Infinity;
-        if (score > best) {
-          best = score;
-          request.detected = code;
-        }
-      }
-      throwIfAborted(request.signal);
-      return await generate({ ...params, language: request.detected });
-    } finally {
-      encoded.delete(entry);
-    }
-  };
-}
-
-function floatsOf(tensor: unknown): Float32Array | undefined {
-  const data = (tensor as { data?: unknown } | undefined)?.data;
-  return data instanceof Float32Array ? data : undefined;
-}
-
-function sameFloats(a: Float32Array, b: Float32Array): boolean {
-  return (
-    a === b ||
-    (a.length === b.length &&
-      Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
-        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-      ))
-  );
 }
 
 /** A generation streamer that ends decoding with the abort reason once the signal fires. */

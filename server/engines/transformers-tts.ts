@@ -164,7 +164,9 @@ async function requireFiles(folder: string): Promise<void> {
     }
   }
   if (missing.length > 0) {
-    throw new Error(`model folder ${folder} lacks ${missing.join(', ')} (remote downloads are off)`);
+    throw new Error(
+      `model folder ${folder} lacks ${missing.join(', ')}; install it with 'voice models pull'`,
+    );
   }
 }
 

@@ -45,9 +45,14 @@ export interface Recognition {
 
 /** Speech recognition over 16 kHz mono audio. */
 export interface SpeechRecognizer {
+  /** The multilingual model: streams in another language than English, or detecting it, use it. */
   readonly defaultModel: string;
-  /** Models a stream may ask for besides the default. */
+  /** The model English streams use when they name none; undefined sends them to the default. */
+  readonly englishModel?: string | undefined;
+  /** Models a stream may ask for (the default and English models among them). */
   readonly allowedModels: readonly string[];
+  /** Configured models that could not be loaded, with why; a stream routed to one is refused. */
+  readonly unavailableModels?: Readonly<Record<string, string>> | undefined;
   /** Longest audio the model takes in one call, in samples at 16 kHz. */
   readonly maxInputSamples: number;
   /**

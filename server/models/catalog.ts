@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config.js';
-import { whisperModelFiles } from '../engines/transformers-asr.js';
+import { recognitionModelFiles } from '../engines/transformers-asr.js';
 import { vitsModelFiles } from '../engines/transformers-tts.js';
 
 /** A model the configuration uses, with the files the engines read from it. */
@@ -17,7 +17,7 @@ export interface ModelStatus extends ModelEntry {
   readonly missing: readonly string[];
 }
 
-/** Every model the config names: the recognition default and allow-list, the neural voices. */
+/** Every model the config names: the multilingual and English recognition models and allow-list, the neural voices. */
 export function configuredModels(config: Config): ModelEntry[] {
   const root = resolve(config.models.cache_dir);
   const entry = (id: string, kind: ModelEntry['kind'], files: readonly string[]): ModelEntry => ({
@@ -26,8 +26,10 @@ export function configuredModels(config: Config): ModelEntry[] {
     files,
     folder: join(root, ...id.split('/')),
   });
-  const stt = [...new Set([config.models.stt.model, ...config.models.stt.allowed_models])].map((id) =>
-    entry(id, 'speech recognition', whisperModelFiles(config.models.stt.dtype)),
+  const { stt: sttConfig } = config.models;
+  const sttIds = [sttConfig.model, ...(sttConfig.english_model === '' ? [] : [sttConfig.english_model])];
+  const stt = [...new Set([...sttIds, ...sttConfig.allowed_models])].map((id) =>
+    entry(id, 'speech recognition', recognitionModelFiles(sttConfig.dtype)),
   );
   const tts = config.models.tts.neural_models.map((id) => entry(id, 'neural voice', vitsModelFiles));
   return [...stt, ...tts];

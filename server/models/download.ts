@@ -3,6 +3,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { normalizeInstalledConfig } from '../engines/asr-model-config.js';
 import type { ModelEntry } from './catalog.js';
 
 export interface DownloadProgress {
@@ -26,6 +27,8 @@ export interface DownloadOptions {
  * Downloads the files of one model into its folder in the Hugging Face layout
  * (`<hub>/<id>/resolve/<revision>/<file>`). Files already present are kept; each file is written to a
  * temporary name and renamed when complete, so an interrupted pull never leaves a truncated model.
+ * A recognition model's config.json is rewritten with the keys the library reads
+ * (asr-model-config.ts).
  */
 export async function downloadModel(model: ModelEntry, options: DownloadOptions): Promise<string[]> {
   const fetched: string[] = [];
@@ -58,6 +61,9 @@ export async function downloadModel(model: ModelEntry, options: DownloadOptions)
       throw error;
     }
     fetched.push(file);
+  }
+  if (model.kind === 'speech recognition' && fetched.includes('config.json')) {
+    await normalizeInstalledConfig(model.folder);
   }
   return fetched;
 }

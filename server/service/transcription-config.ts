@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { SpeechRecognizer, TimestampMode } from '../engines/types.js';
-import { invalidArgument } from '../errors.js';
+import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import { TimestampGranularity, type TranscriptionConfig } from '../gen/cortex/voice/v1/transcription_pb.js';
 import { type InputFormat, validateInputFormat } from '../pipeline/audio-format.js';
 import { RECOGNITION_RATE } from '../pipeline/audio-input.js';
@@ -15,8 +15,10 @@ export interface TranscriptionSettings {
   readonly interimIntervalMs: number;
   readonly segmenter: SegmenterConfig;
   readonly timestamps: TimestampMode;
-  /** The model to use, undefined for the recognizer's default. */
-  readonly model: string | undefined;
+  /** The model the stream's utterances go to. */
+  readonly model: string;
+  /** Recognise an utterance as soon as its trailing padding is in, before min_silence confirms it. */
+  readonly speculativeFinals: boolean;
 }
 
 const LANGUAGE = /^[a-z]{2,3}$/;
@@ -45,14 +47,7 @@ export function resolveTranscriptionSettings(
     speechPadMs: endpointing?.speechPadMs ?? defaults.vad.speech_pad_ms,
     maxUtteranceMs: Math.floor((recognizer.maxInputSamples / RECOGNITION_RATE) * 1000),
   });
-  const model = config.model === '' ? undefined : config.model;
-  if (model !== undefined && model !== recognizer.defaultModel && !recognizer.allowedModels.includes(model)) {
-    const allowed = [
-      recognizer.defaultModel,
-      ...recognizer.allowedModels.filter((id) => id !== recognizer.defaultModel),
-    ];
-    throw invalidArgument('config.model', `"${model}" is not offered; allowed: ${allowed.join(', ')}`);
-  }
+  const model = chooseModel(config.model, language, recognizer);
   return {
     format,
     language,
@@ -61,7 +56,38 @@ export function resolveTranscriptionSettings(
     segmenter,
     timestamps: timestampMode(config.timestamps),
     model,
+    speculativeFinals: defaults.stt.speculative_finals,
   };
+}
+
+/**
+ * The stream's model: the one it names (from the allow-list), else the English model for English
+ * streams, else the multilingual default. A model that did not load is refused with why.
+ */
+function chooseModel(requested: string, language: string | undefined, recognizer: SpeechRecognizer): string {
+  const english = recognizer.englishModel;
+  let model: string;
+  if (requested !== '') {
+    if (requested !== recognizer.defaultModel && !recognizer.allowedModels.includes(requested)) {
+      const allowed = [
+        recognizer.defaultModel,
+        ...recognizer.allowedModels.filter((id) => id !== recognizer.defaultModel),
+      ];
+      throw invalidArgument('config.model', `"${requested}" is not offered; allowed: ${allowed.join(', ')}`);
+    }
+    model = requested;
+  } else model = language === 'en' && english !== undefined ? english : recognizer.defaultModel;
+  const why = recognizer.unavailableModels?.[model];
+  if (why !== undefined) {
+    throw new VoiceError(
+      Reason.EngineUnavailable,
+      `the speech recognition model "${model}" is not loaded: ${why}`,
+      {
+        retryAfterMs: 5000,
+      },
+    );
+  }
+  return model;
 }
 
 function resolveLanguage(requested: string, fallback: string): string | undefined {

@@ -73,11 +73,20 @@ async function loadVad(spec: VadSpec, handlers: Handlers): Promise<NonNullable<E
 }
 
 async function loadAsr(spec: AsrSpec, handlers: Handlers): Promise<NonNullable<EngineReport['asr']>> {
-  const recognizer = createTransformersRecognizer({ ...spec, device: 'cpu' });
-  try {
-    await recognizer.warmUp();
-  } catch (error) {
-    return { available: false, reason: messageOf(error) };
+  const recognizer = createTransformersRecognizer(spec);
+  // Each configured model stands on its own: a missing English model sends English to the
+  // multilingual one, a missing multilingual model leaves English serving.
+  const unavailableModels: Record<string, string> = {};
+  const configured = [...new Set([spec.defaultModel, ...(spec.englishModel ? [spec.englishModel] : [])])];
+  for (const id of configured) {
+    try {
+      await recognizer.warmUp(id);
+    } catch (error) {
+      unavailableModels[id] = messageOf(error);
+    }
+  }
+  if (configured.every((id) => unavailableModels[id] !== undefined)) {
+    return { available: false, reason: configured.map((id) => unavailableModels[id]).join('; ') };
   }
   const handler = async (
     { audio, language, timestamps, model }: EngineJobs['recognize']['payload'],
@@ -93,11 +102,14 @@ async function loadAsr(spec: AsrSpec, handlers: Handlers): Promise<NonNullable<E
     return { result, model: result.model };
   };
   handlers.set('recognize', handler as JobHandler);
+  const english = spec.englishModel;
   return {
     available: true,
     defaultModel: recognizer.defaultModel,
+    englishModel: english !== undefined && unavailableModels[english] === undefined ? english : undefined,
     maxInputSamples: recognizer.maxInputSamples,
-    allowedModels: [...new Set([spec.defaultModel, ...spec.allowedModels])],
+    allowedModels: recognizer.allowedModels,
+    unavailableModels,
   };
 }
 

@@ -15,9 +15,13 @@ export interface VadSpec {
 export interface AsrSpec {
   readonly cacheDir: string;
   readonly allowRemote: boolean;
+  /** The multilingual model. */
   readonly defaultModel: string;
+  /** The model for English streams, if any. */
+  readonly englishModel?: string | undefined;
   readonly dtype: 'fp32' | 'fp16' | 'q8' | 'q4';
   readonly allowedModels: readonly string[];
+  readonly device: 'cpu' | 'cuda';
   readonly threads: number;
 }
 
@@ -65,8 +69,12 @@ export interface EngineReport {
   }>;
   readonly asr?: Availability<{
     readonly defaultModel: string;
+    /** Undefined when none is configured or it did not load (English then goes to the default). */
+    readonly englishModel?: string | undefined;
     readonly maxInputSamples: number;
     readonly allowedModels: readonly string[];
+    /** Configured models that did not load, with why (at least one did). */
+    readonly unavailableModels: Readonly<Record<string, string>>;
   }>;
   readonly tts?: Availability<{
     readonly defaultVoice: string;

@@ -6,7 +6,9 @@
  * never refuses a final. An abort drops a queued job at once; a running job's worker is told to stop
  * it and the caller is answered at once, but the worker takes new work only when it has finished. A
  * worker that dies, or whose reply cannot be deserialized, fails only its own job (WORKER_CRASHED)
- * and is replaced; the queue is served meanwhile by the others.
+ * and is replaced; the queue is served meanwhile by the others. `reload` replaces every worker by one
+ * that loads its engines anew (models installed since start-up): the old workers serve until the new
+ * ones are ready, then finish the job they are running and exit.
  */
 import { type ResourceLimits, type TransferListItem, Worker } from 'node:worker_threads';
 import { Reason, VoiceError } from '../errors.js';
@@ -64,6 +66,13 @@ export interface WorkerPool<Jobs extends JobMap, Report> {
     options: RunOptions,
   ): Promise<Jobs[K]['result']>;
   stats(): PoolStats;
+  /**
+   * Starts a new worker for every slot with `workerData` (default: the same), keeps the old ones
+   * serving until all new ones are ready, then retires them after their running job; resolves with
+   * the first new worker's report. Rejects, keeping the old workers, when new workers keep dying
+   * while they load. One reload at a time.
+   */
+  reload(workerData?: unknown): Promise<Report>;
   /** Rejects every pending job with UNAVAILABLE and terminates the workers; resolves once they exited. */
   close(): Promise<void>;
 }
@@ -89,6 +98,10 @@ interface Slot {
   job: Job | undefined;
   /** The error event that came before the exit, if any. */
   error: Error | undefined;
+  /** Which start or reload spawned it. */
+  readonly generation: number;
+  /** Replaced by a reload: exits after its running job and is not replaced. */
+  retired: boolean;
 }
 
 const MAX_RESTART_DELAY_MS = 5000;
@@ -117,10 +130,21 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
   let startup: { resolve: (report: Report) => void; reject: (error: unknown) => void } | undefined;
   const restartTimers = new Set<NodeJS.Timeout>();
   let closing: Promise<void> | undefined;
+  let workerData = options.workerData;
+  let generation = 0;
+  let reloading:
+    | {
+        readonly resolve: (report: Report) => void;
+        readonly reject: (error: unknown) => void;
+        readonly previous: { readonly workerData: unknown; readonly generation: number };
+        report: Report | undefined;
+        failures: number;
+      }
+    | undefined;
 
   function spawn(): void {
     const worker = new Worker(script, {
-      workerData: options.workerData,
+      workerData,
       ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
     });
     const slot: Slot = {
@@ -129,6 +153,8 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       state: 'starting',
       job: undefined,
       error: undefined,
+      generation,
+      retired: false,
     };
     slots.add(slot);
     worker.on('message', (message: FromWorker<Report>) => onMessage(slot, message));
@@ -153,14 +179,19 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         startup.resolve(firstReport);
         startup = undefined;
       }
+      if (reloading !== undefined && slot.generation === generation) {
+        reloading.report ??= message.report;
+        finishReloadWhenReady();
+      }
       pump();
       return;
     }
     const job = slot.job;
     if (job === undefined || job.id !== message.id) return;
     slot.job = undefined;
-    slot.state = 'idle';
+    slot.state = slot.retired ? 'retiring' : 'idle';
     metrics?.busyWorkers.dec();
+    if (slot.retired) void slot.worker.terminate();
     if (message.type === 'result') {
       if (message.model !== undefined) {
         metrics?.inferenceSeconds.observe({ kind: job.kind, model: message.model }, message.seconds);
@@ -216,6 +247,10 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     slot.state = 'exited';
     slots.delete(slot);
     if (closed) return;
+    if (slot.retired && slot.job === undefined) {
+      logger?.info({ pool: name, worker: slot.number }, 'model worker retired after a reload');
+      return;
+    }
     const cause =
       slot.error === undefined ? `exit code ${code}` : `${slot.error.message} (exit code ${code})`;
     logger?.error(
@@ -235,6 +270,19 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
           ),
         ),
       );
+    }
+    if (previous === 'starting' && reloading !== undefined && slot.generation === generation) {
+      reloading.failures += 1;
+      if (reloading.failures >= START_ATTEMPTS) {
+        abandonReload(
+          new VoiceError(
+            Reason.EngineUnavailable,
+            `the "${name}" model workers kept failing while loading after a reload: ${slot.error?.message ?? `exit code ${code}`}`,
+            { cause: slot.error },
+          ),
+        );
+        return;
+      }
     }
     // A worker that dies while loading at start-up gets a few more tries (a transient file-system or
     // memory problem); a model that is simply missing never gets here, it is reported as unavailable.
@@ -256,6 +304,8 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       void close();
       return;
     }
+    // A worker of the generation a reload is replacing, or one the reload retired, is not restarted.
+    if (slot.retired || (reloading !== undefined && slot.generation !== generation)) return;
     if (previous === 'starting') failuresInRow += 1;
     const delay = Math.min(MAX_RESTART_DELAY_MS, restartDelayMs * 2 ** failuresInRow);
     const timer = setTimeout(() => {
@@ -265,6 +315,40 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       spawn();
     }, delay);
     restartTimers.add(timer);
+  }
+
+  /** Once `size` workers of the new generation are ready, the older ones are retired. */
+  function finishReloadWhenReady(): void {
+    const current = reloading;
+    if (current === undefined || current.report === undefined) return;
+    let ready = 0;
+    for (const slot of slots) {
+      if (slot.generation === generation && (slot.state === 'idle' || slot.state === 'busy')) ready += 1;
+    }
+    if (ready < size) return;
+    reloading = undefined;
+    for (const slot of slots) if (slot.generation !== generation) retire(slot);
+    current.resolve(current.report);
+  }
+
+  function retire(slot: Slot): void {
+    slot.retired = true;
+    if (slot.state === 'busy') return; // terminated when its job answers
+    slot.state = 'retiring';
+    void slot.worker.terminate();
+  }
+
+  /** A reload whose workers cannot start: they go, the previous workers keep serving. */
+  function abandonReload(error: VoiceError): void {
+    const current = reloading;
+    if (current === undefined) return;
+    reloading = undefined;
+    const failed = generation;
+    workerData = current.previous.workerData;
+    generation = current.previous.generation;
+    for (const slot of slots) if (slot.generation === failed) retire(slot);
+    logger?.error({ pool: name, err: error }, 'reload abandoned; the previous model workers keep serving');
+    current.reject(error);
   }
 
   function settle(job: Job, action: () => void): void {
@@ -463,6 +547,24 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         }
         if (slot !== undefined) dispatch(slot, job);
         else enqueue(job);
+      });
+    },
+
+    reload(data) {
+      if (closed) return Promise.reject(unavailable());
+      if (!started || startup !== undefined) {
+        return Promise.reject(new Error(`the "${name}" worker pool must finish starting before a reload`));
+      }
+      if (reloading !== undefined) {
+        return Promise.reject(new Error(`the "${name}" worker pool is already reloading`));
+      }
+      const previous = { workerData, generation };
+      return new Promise<Report>((resolve, reject) => {
+        reloading = { resolve, reject, previous, report: undefined, failures: 0 };
+        if (data !== undefined) workerData = data;
+        generation += 1;
+        logger?.info({ pool: name, workers: size }, 'reloading model workers');
+        for (let i = 0; i < size; i++) spawn();
       });
     },
 

@@ -142,12 +142,14 @@ function createRemoteVad(
 
 function createRemoteRecognizer(
   pool: EnginePool,
-  report: { defaultModel: string; maxInputSamples: number; allowedModels: readonly string[] },
+  report: Omit<Extract<EngineReport['asr'] & {}, { available: true }>, 'available'>,
 ): SpeechRecognizer {
   return {
     defaultModel: report.defaultModel,
+    englishModel: report.englishModel,
     maxInputSamples: report.maxInputSamples,
     allowedModels: report.allowedModels,
+    unavailableModels: report.unavailableModels,
     recognize(
       audio,
       { language, timestamps, model, priority, signal }: RecognizeOptions,
@@ -206,10 +208,14 @@ export function engineWorkerData(
       ...(testHooks ? { testHooks: true } : {}),
       asr: {
         cacheDir: models.cache_dir,
-        allowRemote: models.allow_downloads,
+        // Missing models are fetched by the main thread at start-up (with progress in the log),
+        // never by the library inside a worker.
+        allowRemote: false,
         defaultModel: models.stt.model,
+        englishModel: models.stt.english_model === '' ? undefined : models.stt.english_model,
         dtype: models.stt.dtype,
         allowedModels: models.stt.allowed_models,
+        device: models.stt.device,
         threads,
       },
       tts: {
@@ -217,7 +223,7 @@ export function engineWorkerData(
         defaultVoice: models.tts.voice,
         neural: {
           cacheDir: models.cache_dir,
-          allowRemote: models.allow_downloads,
+          allowRemote: false,
           models: models.tts.neural_models.map((id) => ({ id, language: languageOfModel(id) })),
           threads,
         },
@@ -229,6 +235,11 @@ export function engineWorkerData(
 export interface StartedEngines {
   readonly engines: RemoteEngines;
   readonly pools: { readonly vad: EnginePool; readonly inference: EnginePool };
+  /**
+   * Replaces the inference workers by ones that load their engines anew (models installed since
+   * start-up), serving meanwhile; resolves with the engines over the new workers.
+   */
+  reloadInference(): Promise<RemoteEngines>;
   close(): Promise<void>;
 }
 
@@ -281,16 +292,25 @@ export async function startRemoteEngines(
       : undefined;
   const vadFailure = failure(vadStart, 'VAD');
   const inferenceFailure = failure(inferenceStart, 'inference');
+  const vadUnavailable = vadFailure ? { vad: vadFailure } : {};
   return {
     engines: {
       ...engines,
       unavailable: {
         ...engines.unavailable,
-        ...(vadFailure ? { vad: vadFailure } : {}),
+        ...vadUnavailable,
         ...(inferenceFailure ? { recognizer: inferenceFailure, synthesizer: inferenceFailure } : {}),
       },
     },
     pools,
+    async reloadInference() {
+      const report = await pools.inference.reload();
+      const reloaded = createRemoteEngines({
+        vad: { pool: pools.vad, report: reportOf(vadStart) },
+        inference: { pool: pools.inference, report },
+      });
+      return { ...reloaded, unavailable: { ...reloaded.unavailable, ...vadUnavailable } };
+    },
     close,
   };
 }

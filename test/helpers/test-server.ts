@@ -18,13 +18,27 @@ export interface TestServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Writes a config file for the test (sections as in config.yaml) and returns its path. */
+/**
+ * Writes a config file for the test (sections as in config.yaml) and returns its path. Start-up
+ * downloads are off unless a test turns them on, and the hub is a closed loopback port unless a
+ * test names its mirror: no test ever reaches past this machine.
+ */
 export function writeConfigFile(sections: Record<string, unknown>): string {
   const dir = mkdtempSync(join(tmpdir(), 'voice-config-'));
   const file = join(dir, 'config.yaml');
-  writeFileSync(file, stringify(sections));
+  const models = (sections.models ?? {}) as Record<string, unknown>;
+  writeFileSync(
+    file,
+    stringify({
+      ...sections,
+      models: { allow_downloads: false, hub_url: CLOSED_LOOPBACK_HUB, ...models },
+    }),
+  );
   return file;
 }
+
+/** A loopback port nothing listens on (2: unassigned, and not one fetch refuses to try): a fetch fails at once. */
+export const CLOSED_LOOPBACK_HUB = 'http://127.0.0.1:2';
 
 /** Loads a config the way the server does, from a YAML file, with loopback and ephemeral ports. */
 export function testConfig(sections: Record<string, unknown> = {}, env: Record<string, string> = {}): Config {

@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createVoiceServer } from '../server/app.js';
+import { ConfigError } from '../server/config.js';
+import type { EngineSlot } from '../server/engines/engine-slot.js';
+import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
+import { Transcription } from '../server/gen/cortex/voice/v1/transcription_pb.js';
+import { createLogger } from '../server/observability/logger.js';
+import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
+import { repoRoot } from './helpers/paths.js';
+import { CLOSED_LOOPBACK_HUB, startTestServer, testConfig, writeConfigFile } from './helpers/test-server.js';
+
+/** Resolves once the slot holds an engine (or at once when it already does). */
+function loaded<T>(slot: EngineSlot<T>): Promise<T> {
+  return new Promise((resolve) => {
+    const check = () => {
+      const engine = slot.current();
+      if (engine !== undefined) resolve(engine);
+    };
+    slot.onChange(check);
+    check();
+  });
+}
+
+/**
+ * A loopback stand-in for the model hub in its URL layout. Its answers wait until `release()` is
+ * called, so a test can look at the server while the download is under way.
+ */
+describe('start-up downloads of missing models', () => {
+  let hub: Server;
+  let hubUrl: string;
+  let source: GeneratedWhisperModel;
+  let release: () => void = () => {};
+  let gate: Promise<void> = Promise.resolve();
+  const requested: string[] = [];
+
+  before(async () => {
+    const mirror = mkdtempSync(join(tmpdir(), 'voice-hub-'));
+    source = await generateWhisperModel({ root: mirror, modelId: 'cortex-test/whisper-to-download' });
+    hub = createServer((request, response) => {
+      requested.push(request.url ?? '');
+      void gate.then(() => {
+        const match = /^\/(.+?)\/resolve\/main\/(.+)$/.exec(request.url ?? '');
+        const path = match ? join(mirror, match[1]!, match[2]!) : '';
+        if (!match || !existsSync(path)) {
+          response.writeHead(404).end('not found');
+          return;
+        }
+        const body = readFileSync(path);
+        response.writeHead(200, { 'content-length': body.length }).end(body);
+      });
+    });
+    await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
+    hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((resolve) => hub.close(() => resolve())));
+
+  it('serves synthesis while it downloads, then turns transcription SERVING', async () => {
+    gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const t = await startTestServer({
+      models: {
+        cache_dir: cacheDir,
+        allow_downloads: true,
+        hub_url: hubUrl,
+        stt: { model: source.modelId, english_model: '', dtype: 'fp32' },
+      },
+      performance: { workers: 1 },
+    });
+    try {
+      await t.server.loadEngines();
+      await loaded(t.server.engines.synthesizer);
+      assert.equal(t.server.health.status(Synthesis.typeName), 'SERVING');
+      assert.equal(t.server.health.status(Transcription.typeName), 'NOT_SERVING');
+      assert.throws(
+        () => t.server.engines.recognizer.require(),
+        new RegExp(`downloading ${source.modelId} from ${hubUrl}`),
+      );
+      release();
+      await t.server.modelsInstalled;
+      await loaded(t.server.engines.recognizer);
+      assert.equal(t.server.health.status(Transcription.typeName), 'SERVING');
+      for (const file of source.files) {
+        assert.deepEqual(
+          readFileSync(join(cacheDir, source.modelId, file)),
+          readFileSync(join(source.folder, file)),
+        );
+      }
+      const messages = t.logs.records().map((record) => record.msg);
+      assert.ok(messages.includes('downloading a missing model'));
+      assert.ok(messages.includes('model download progress'));
+      assert.ok(messages.includes('model downloaded'));
+      assert.ok(messages.includes('reloading model workers'));
+      assert.ok(requested.some((url) => url.endsWith('/onnx/encoder_model.onnx')));
+    } finally {
+      release();
+      await t.stop();
+    }
+  });
+
+  it('offline: fails at once with one line naming what is missing, and synthesis serves', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const t = await startTestServer({
+      models: {
+        cache_dir: cacheDir,
+        allow_downloads: true,
+        hub_url: CLOSED_LOOPBACK_HUB,
+        stt: { model: 'onnx-community/whisper-base', english_model: '', dtype: 'fp32' },
+      },
+      performance: { workers: 1 },
+    });
+    try {
+      const started = performance.now();
+      await t.server.loadEngines();
+      await assert.rejects(t.server.modelsInstalled, /could not be downloaded from http:\/\/127\.0\.0\.1:2/);
+      assert.ok(performance.now() - started < 30_000);
+      assert.equal(t.server.health.status(Synthesis.typeName), 'SERVING');
+      assert.equal(t.server.health.status(Transcription.typeName), 'NOT_SERVING');
+      const failures = t.logs
+        .records()
+        .filter((record) => String(record.msg).startsWith('model download failed'));
+      assert.equal(failures.length, 1);
+      assert.match(
+        String(failures[0]?.msg),
+        /^model download failed: onnx-community\/whisper-base could not be downloaded from http:\/\/127\.0\.0\.1:2: fetch failed: .*ECONNREFUSED/,
+      );
+      assert.throws(
+        () => t.server.engines.recognizer.require(),
+        new RegExp(`onnx-community/whisper-base is missing from ${cacheDir}/onnx-community/whisper-base`),
+      );
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('with downloads off, fetches nothing and names the missing files', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const before = requested.length;
+    const t = await startTestServer({
+      models: {
+        cache_dir: cacheDir,
+        allow_downloads: false,
+        hub_url: hubUrl,
+        stt: { model: source.modelId, english_model: '', dtype: 'fp32' },
+      },
+      performance: { workers: 1 },
+    });
+    try {
+      await t.server.loadEngines();
+      await t.server.modelsInstalled;
+      assert.equal(requested.length, before);
+      assert.throws(
+        () => t.server.engines.recognizer.require(),
+        /is not installed: it must be in .*missing config\.json/,
+      );
+      assert.equal(t.server.health.status(Synthesis.typeName), 'SERVING');
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
+describe('models.stt.device', () => {
+  it('refuses a device onnxruntime cannot use here, in one line', (t) => {
+    const config = testConfig({ models: { stt: { device: 'cuda' } } });
+    if (
+      existsSync(
+        join(
+          repoRoot(),
+          'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so',
+        ),
+      )
+    ) {
+      t.skip('onnxruntime-node was installed with its CUDA provider on this machine');
+      return;
+    }
+    assert.throws(
+      () => createVoiceServer(config, createLogger({ level: 'silent', format: 'json', output: 'stdout' })),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        /^config: models\.stt\.device = "cuda" cannot be used here: onnxruntime's CUDA provider is not installed/.test(
+          error.message,
+        ),
+    );
+    const file = writeConfigFile({ models: { stt: { device: 'cuda' } } });
+    const result = spawnSync(process.execPath, [join(repoRoot(), 'dist/server/main.js'), '--config', file], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /^config: models\.stt\.device = "cuda" cannot be used here: [^\n]*\n$/);
+  });
+});
