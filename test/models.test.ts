@@ -20,7 +20,7 @@ describe('voice models', () => {
 
   before(async () => {
     const mirror = mkdtempSync(join(tmpdir(), 'voice-hub-'));
-    source = await generateWhisperModel({ root: mirror, preset: 'tiny' });
+    source = await generateWhisperModel({ root: mirror, preset: 'minimal' });
     // The English model as the hub serves it today: config.json with the old key names.
     english = await generateMoonshineModel({
       root: mirror,
@@ -124,7 +124,7 @@ describe('voice models', () => {
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /someone\/else is not a configured model; configured: cortex-test\/whisper-tiny-random/,
+      /someone\/else is not a configured model; configured: cortex-test\/whisper-minimal-random/,
     );
   });
 });
