@@ -28,6 +28,7 @@ import { env, pipeline } from '@huggingface/transformers';
 import { invalidArgument, Reason, throwIfAborted, VoiceError } from '../errors.js';
 import { type AsrFamily, familyOf, normalizeModelConfig, readModelConfig } from './asr-model-config.js';
 import type { Recognition, RecognizeOptions, SpeechRecognizer, TimedSpan, TimestampMode } from './types.js';
+import { useExactShortFeatures } from './whisper-features.js';
 import {
   detectLanguage,
   enableLanguageDetection,
@@ -308,6 +309,7 @@ async function open(id: string, options: TransformersRecognizerOptions): Promise
     throw unloadable(messageOf(error), error);
   }
   if (family === 'moonshine') return { family, pipe, languages: new Set(), wordTimestamps: false };
+  useExactShortFeatures(pipe.processor.feature_extractor);
 
   const generation = pipe.model.generation_config;
   const languageTokens = new Map<number, string>();
