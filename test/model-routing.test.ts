@@ -8,6 +8,7 @@ import { concat, RATE, silence, speak, toLinear16 } from './helpers/speech.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
 
 type ConfigInit = MessageInitShape<typeof TranscriptionConfigSchema>;
+type RequestInit = { request: { case: 'config'; value: ConfigInit } | { case: 'audio'; value: Uint8Array } };
 
 const LINEAR16_16K = { encoding: AudioEncoding.LINEAR16, sampleRateHz: RATE, channels: 1 };
 
@@ -24,11 +25,11 @@ describe('the model each stream goes to', () => {
   });
   after(() => t.stop());
 
-  async function finalsOf(config: ConfigInit) {
+  async function finalsOf(config: { language: string; model?: string }) {
     const results = [];
-    const requests = (async function* () {
-      yield { request: { case: 'config' as const, value: { audioFormat: LINEAR16_16K, ...config } } };
-      yield { request: { case: 'audio' as const, value: clip } };
+    const requests = (async function* (): AsyncGenerator<RequestInit> {
+      yield { request: { case: 'config', value: { audioFormat: LINEAR16_16K, ...config } } };
+      yield { request: { case: 'audio', value: clip } };
     })();
     for await (const response of t.client.transcription.transcribe(requests)) {
       if (response.event.case === 'result' && response.event.value.isFinal)
@@ -85,9 +86,9 @@ describe('a configured English model that is missing', () => {
     assert.equal(recognizer.englishModel, undefined);
     assert.match(recognizer.unavailableModels?.['cortex-test/not-installed'] ?? '', /is not installed/);
     const clip = toLinear16(concat(silence(0.3), speak('Hello there.'), silence(0.8)));
-    const requests = (async function* () {
-      yield { request: { case: 'config' as const, value: { audioFormat: LINEAR16_16K, language: 'en' } } };
-      yield { request: { case: 'audio' as const, value: clip } };
+    const requests = (async function* (): AsyncGenerator<RequestInit> {
+      yield { request: { case: 'config', value: { audioFormat: LINEAR16_16K, language: 'en' } } };
+      yield { request: { case: 'audio', value: clip } };
     })();
     const answeredBy: string[] = [];
     for await (const response of t.client.transcription.transcribe(requests)) {
