@@ -6,6 +6,8 @@ import {
   resolveSegmenterConfig,
   type SegmenterConfig,
   type SegmenterEvent,
+  type SegmenterOptions,
+  type SpeculationEvent,
   type UtteranceEvent,
 } from '../server/pipeline/utterance-segmenter.js';
 import { seededRandom } from './helpers/random.js';
@@ -34,13 +36,18 @@ interface Run {
   readonly discarded: number;
 }
 
-function run(frames: readonly FrameSpec[], config: Partial<SegmenterConfig> = {}, frameSamples = FRAME): Run {
+function run(
+  frames: readonly FrameSpec[],
+  config: Partial<SegmenterConfig> = {},
+  frameSamples = FRAME,
+  options: SegmenterOptions = {},
+): Run {
   const random = seededRandom(42);
   const stream = new Float32Array(frames.length * frameSamples);
   frames.forEach((f, i) => {
     for (let k = 0; k < frameSamples; k++) stream[i * frameSamples + k] = (random() * 2 - 1) * f.amp;
   });
-  const segmenter = createUtteranceSegmenter(config);
+  const segmenter = createUtteranceSegmenter(config, options);
   const events: Run['events'] = [];
   frames.forEach((f, i) => {
     const frame = stream.subarray(i * frameSamples, (i + 1) * frameSamples);
@@ -261,6 +268,8 @@ describe('utterance segmenter', () => {
           open = e.utteranceIndex;
         } else if (e.type === 'speech-ended') {
           assert.equal(e.utteranceIndex, open);
+        } else if (e.type !== 'utterance') {
+          assert.fail(`${e.type} without speculation asked for`);
         } else {
           assert.equal(e.utteranceIndex, open);
           assert.ok(e.audio.length > 0 && e.endMs - e.startMs <= config.maxUtteranceMs);
@@ -301,5 +310,187 @@ describe('utterance segmenter', () => {
       () => segmenter.push(new Float32Array(FRAME), SILENCE),
       (e: unknown) => e instanceof VoiceError && e.reason === Reason.OutOfOrder,
     );
+  });
+});
+
+describe('utterance segmenter speculation', () => {
+  const speculating = (frames: readonly FrameSpec[], config: Partial<SegmenterConfig> = {}): Run =>
+    run(frames, config, FRAME, { speculate: true });
+  const speculations = (r: Run) =>
+    r.events.filter((e): e is SpeculationEvent & { frame: number } => e.type === 'speculation');
+
+  /**
+   * Every speculation is settled by the next event about its utterance that is not a speech event:
+   * a cancellation, or the utterance with the very same offsets and samples, in a later push.
+   */
+  function assertSettled(r: Run): void {
+    let open: (SpeculationEvent & { frame: number }) | undefined;
+    for (const e of r.events) {
+      if (e.type === 'speculation') {
+        assert.equal(open, undefined, 'one speculation at a time');
+        open = e;
+      } else if (e.type === 'speculation-cancelled') {
+        assert.equal(e.utteranceIndex, open?.utteranceIndex);
+        open = undefined;
+      } else if (e.type === 'utterance' && open !== undefined) {
+        assert.equal(e.utteranceIndex, open.utteranceIndex);
+        assert.ok(e.frame > open.frame, 'a speculation comes before its utterance is confirmed');
+        assert.deepEqual([e.startMs, e.endMs], [open.startMs, open.endMs]);
+        assert.deepEqual(Buffer.from(e.audio.buffer), Buffer.from(open.audio.buffer));
+        open = undefined;
+      }
+    }
+    assert.equal(open, undefined, 'every speculation is settled');
+  }
+
+  test('fires once the silence covers the padding, with exactly the samples the utterance then carries', () => {
+    const r = speculating([...silence(31), ...speech(31), ...silence(40)]);
+    assert.deepEqual(types(r), ['speech-started:0', 'speculation:0', 'speech-ended:0', 'utterance:0']);
+    const [speculation] = speculations(r);
+    const [utterance] = r.utterances;
+    assert.ok(speculation !== undefined && utterance !== undefined);
+    // Speech ends at 1984 ms; the 7th silent frame brings 224 ms of silence, the first ≥ 200 ms pad.
+    assert.equal(speculation.frame, 62 + 6);
+    assert.equal(speculation.startMs, 792);
+    assert.equal(speculation.endMs, 1984 + 200);
+    // The utterance comes with the 16th silent frame: 9 frames (288 ms) later.
+    assert.equal(r.events.find((e) => e.type === 'utterance')?.frame, 62 + 15);
+    assertSettled(r);
+    // The speculation is a copy: the utterance still accounts for every sample.
+    assertExactAccounting(r);
+  });
+
+  test('with no padding it fires on the first silent frame', () => {
+    const r = speculating([...silence(31), ...speech(31), ...silence(40)], { speechPadMs: 0 });
+    const [speculation] = speculations(r);
+    assert.equal(speculation?.frame, 62);
+    assert.equal(speculation?.endMs, 1984);
+    assertSettled(r);
+  });
+
+  test('never fires when min silence does not outlast the padding by a frame', () => {
+    const frames = [...silence(31), ...speech(31), ...silence(40)];
+    for (const config of [
+      { minSilenceMs: 200, speechPadMs: 300 },
+      { minSilenceMs: 300, speechPadMs: 300 },
+      // 210 ms of silence and 200 ms of padding are both first covered by the 7th frame.
+      { minSilenceMs: 210, speechPadMs: 200 },
+    ]) {
+      const r = speculating(frames, config);
+      assert.deepEqual(
+        types(r),
+        ['speech-started:0', 'speech-ended:0', 'utterance:0'],
+        JSON.stringify(config),
+      );
+    }
+  });
+
+  test('speech that resumes cancels it; the next silence speculates on the longer utterance', () => {
+    const r = speculating([...silence(10), ...speech(20), ...silence(10), ...speech(20), ...silence(30)]);
+    assert.deepEqual(types(r), [
+      'speech-started:0',
+      'speculation:0',
+      'speculation-cancelled:0',
+      'speculation:0',
+      'speech-ended:0',
+      'utterance:0',
+    ]);
+    const [first, second] = speculations(r);
+    assert.equal(first?.frame, 30 + 6);
+    assert.equal(r.events.find((e) => e.type === 'speculation-cancelled')?.frame, 40);
+    assert.equal(first?.endMs, 30 * FRAME_MS + 200);
+    assert.equal(second?.endMs, 60 * FRAME_MS + 200);
+    assert.equal(r.utterances[0]?.endMs, second?.endMs);
+    assertSettled(r);
+    assertExactAccounting(r);
+  });
+
+  test('a pause shorter than the padding speculates on nothing; each silence speculates at most once', () => {
+    const r = speculating([...silence(10), ...speech(20), ...silence(6), ...speech(20), ...silence(200)]);
+    assert.deepEqual(types(r), ['speech-started:0', 'speculation:0', 'speech-ended:0', 'utterance:0']);
+  });
+
+  test('is not emitted unless asked for', () => {
+    const frames = [...silence(10), ...speech(20), ...silence(10), ...speech(20), ...silence(30)];
+    assert.deepEqual(types(run(frames)), ['speech-started:0', 'speech-ended:0', 'utterance:0']);
+  });
+
+  test('max-length cuts in speech are not speculated on', () => {
+    const frames = [...silence(32), ...speech(355), ...silence(30)];
+    for (let i = 160; i < 165; i++) frames[i] = { p: SPEECH, amp: 0.001 };
+    const r = speculating(frames, { maxUtteranceMs: 5000 });
+    assert.equal(r.utterances.length, 3);
+    assert.deepEqual(
+      r.utterances.map((u) => u.reason),
+      ['max-length', 'max-length', 'silence'],
+    );
+    // Only the last utterance, ended by silence, had a speculation.
+    assert.deepEqual(
+      speculations(r).map((s) => s.utteranceIndex),
+      [2],
+    );
+    assert.ok(!r.events.some((e) => e.type === 'speculation-cancelled'));
+    assertSettled(r);
+    assertExactAccounting(r);
+  });
+
+  test('a length limit reached in the silence confirms it when it ends the utterance at the same sample', () => {
+    // Speech ends at 4704 ms; the 5 s limit comes at 5024 ms, within the 2 s of min silence.
+    const r = speculating([...silence(7), ...speech(140), ...silence(60)], {
+      maxUtteranceMs: 5000,
+      minSilenceMs: 2000,
+    });
+    assert.deepEqual(types(r), ['speech-started:0', 'speculation:0', 'speech-ended:0', 'utterance:0']);
+    assert.equal(r.utterances[0]?.reason, 'max-length');
+    assertSettled(r);
+  });
+
+  test('a length cut in the silence that ends the utterance elsewhere cancels it first', () => {
+    // Speech from 224 ms to 4736 ms with a near-silent dip at 3840–4032 ms; the limit (5024 ms) comes
+    // 288 ms into the silence, after the speculation, and cuts in the dip, before the speech ends.
+    const frames = [...silence(7), ...speech(141), ...silence(70)];
+    for (let i = 120; i < 126; i++) frames[i] = { p: SPEECH, amp: 0.001 };
+    const r = speculating(frames, { maxUtteranceMs: 5000, minSilenceMs: 2000 });
+    const cutFrame = r.events.find((e) => e.type === 'utterance')?.frame;
+    assert.equal(cutFrame, 156);
+    assert.deepEqual(
+      r.events.filter((e) => e.frame === cutFrame).map((e) => `${e.type}:${e.utteranceIndex}`),
+      ['speculation-cancelled:0', 'speech-ended:0', 'utterance:0', 'speech-started:1', 'speculation:1'],
+    );
+    assert.ok((r.utterances[0]?.endMs ?? 0) < 4032);
+    assert.equal(r.utterances[1]?.endMs, 148 * FRAME_MS + 200);
+    assertSettled(r);
+    assertExactAccounting(r);
+  });
+
+  test('the end of the stream in the silence flushes the utterance it speculated on', () => {
+    const r = speculating([...silence(10), ...speech(20), ...silence(10)]);
+    assert.deepEqual(types(r), ['speech-started:0', 'speculation:0', 'speech-ended:0', 'utterance:0']);
+    assert.equal(r.utterances[0]?.reason, 'end-of-stream');
+    assertSettled(r);
+  });
+
+  test('random sequences: the same utterances as without speculation, every speculation settled', () => {
+    const random = seededRandom(11);
+    for (let trial = 0; trial < 40; trial++) {
+      const frames: FrameSpec[] = [];
+      while (frames.length < 800) {
+        const p = random() < 0.5 ? random() * 0.3 : 0.3 + random() * 0.7;
+        const n = 1 + Math.floor(random() * 25);
+        for (let i = 0; i < n; i++) frames.push({ p, amp: p * random() });
+      }
+      const config = {
+        maxUtteranceMs: 2000 + Math.floor(random() * 4) * 1000,
+        speechPadMs: Math.floor(random() * 5) * 100,
+        minSilenceMs: 100 + Math.floor(random() * 6) * 100,
+      };
+      const plain = run(frames, config);
+      const r = speculating(frames, config);
+      const withoutSpeculation = r.events.filter(
+        (e) => e.type !== 'speculation' && e.type !== 'speculation-cancelled',
+      );
+      assert.deepEqual(withoutSpeculation, plain.events);
+      assertSettled(r);
+    }
   });
 });

@@ -19,8 +19,8 @@ const MAX_BATCH_FRAMES = 32;
 
 /**
  * Runs 16 kHz audio through the VAD in batches of at most 32 whole frames and the segmenter frame by frame,
- * yielding speech events, finished utterances and progress as they happen. Audio the VAD calls silence goes
- * no further than the segmenter's padding buffer.
+ * yielding speech events, speculations (when the segmenter makes them), finished utterances and progress
+ * as they happen. Audio the VAD calls silence goes no further than the segmenter's padding buffer.
  */
 export async function* detectSpeech(
   audio: AsyncIterable<Float32Array>,

@@ -11,6 +11,17 @@ import { invalidArgument, Reason, VoiceError } from '../errors.js';
  * utterance's padded start, `speech-ended` its padded end, equal to the `utterance` event's
  * `startMs` / `endMs`. Every sample of the stream ends up in exactly one utterance or is discarded
  * as silence; silence is never held beyond the pad buffer.
+ *
+ * With `speculate` on, the utterance is offered early, for speculative recognition: once the silence
+ * after confirmed speech has covered the trailing padding (at once when the padding is 0) and
+ * before `minSilenceMs` confirms the end, a `speculation` event carries exactly the audio (and
+ * offsets) the `utterance` event will carry if the silence holds. It fires at most once per silence,
+ * and only when it comes before the utterance (never when `minSilenceMs` ≤ the padding, never for a
+ * max-length cut in speech). Each speculation is settled by exactly one later event: the
+ * `utterance` of the same index with the same `startMs` / `endMs` and samples (whatever its reason:
+ * the silence, the length limit reached in it, or the end of the stream), or `speculation-cancelled`
+ * (speech resumed, or a length cut ended the utterance elsewhere), emitted before anything else that
+ * concerns the utterance.
  */
 
 /** Samples per millisecond at 16 kHz. */
@@ -80,7 +91,33 @@ export interface PartialUtteranceEvent {
   readonly endMs: number;
 }
 
-export type SegmenterEvent = SpeechStartedEvent | SpeechEndedEvent | UtteranceEvent;
+/** The utterance as it will be if the silence holds; see the module comment. */
+export interface SpeculationEvent {
+  readonly type: 'speculation';
+  readonly utteranceIndex: number;
+  /** 16 kHz samples from startMs to endMs, the same as the confirming `utterance` event's. */
+  readonly audio: Float32Array;
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+/** The utterance's speculation will not be confirmed: drop whatever was started for it. */
+export interface SpeculationCancelledEvent {
+  readonly type: 'speculation-cancelled';
+  readonly utteranceIndex: number;
+}
+
+export type SegmenterEvent =
+  | SpeechStartedEvent
+  | SpeechEndedEvent
+  | SpeculationEvent
+  | SpeculationCancelledEvent
+  | UtteranceEvent;
+
+export interface SegmenterOptions {
+  /** Emit `speculation` events (and their cancellations); off by default. */
+  readonly speculate?: boolean;
+}
 
 export interface UtteranceSegmenter {
   /** Feeds the next frame of 16 kHz audio and the VAD's speech probability for it. */
@@ -123,8 +160,12 @@ function checkRange(field: string, value: number, min: number, max: number): voi
 
 type Phase = 'idle' | 'pending' | 'speaking' | 'ended';
 
-export function createUtteranceSegmenter(partial: Partial<SegmenterConfig> = {}): UtteranceSegmenter {
+export function createUtteranceSegmenter(
+  partial: Partial<SegmenterConfig> = {},
+  options: SegmenterOptions = {},
+): UtteranceSegmenter {
   const config = resolveSegmenterConfig(partial);
+  const speculate = options.speculate ?? false;
   const padSamples = config.speechPadMs * SAMPLES_PER_MS;
   const minSpeechSamples = config.minSpeechMs * SAMPLES_PER_MS;
   const minSilenceSamples = config.minSilenceMs * SAMPLES_PER_MS;
@@ -143,6 +184,8 @@ export function createUtteranceSegmenter(partial: Partial<SegmenterConfig> = {})
   let onset = 0;
   let pendingSpeech = 0;
   let discarded = 0;
+  /** Stream sample where the utterance in progress ends if the current silence holds, once offered. */
+  let speculatedEnd: number | undefined;
 
   const now = (): number => held.start + held.length;
 
@@ -150,7 +193,15 @@ export function createUtteranceSegmenter(partial: Partial<SegmenterConfig> = {})
     discarded += held.dropFront(Math.max(0, held.length - padSamples));
   }
 
+  function cancelSpeculation(events: SegmenterEvent[]): void {
+    if (speculatedEnd === undefined) return;
+    speculatedEnd = undefined;
+    events.push({ type: 'speculation-cancelled', utteranceIndex });
+  }
+
   function emitUtterance(end: number, reason: UtteranceEndReason, events: SegmenterEvent[]): void {
+    if (speculatedEnd !== end) cancelSpeculation(events);
+    speculatedEnd = undefined;
     const startMs = held.start / SAMPLES_PER_MS;
     const endMs = end / SAMPLES_PER_MS;
     const audio = held.takeFront(end - held.start);
@@ -211,14 +262,35 @@ export function createUtteranceSegmenter(partial: Partial<SegmenterConfig> = {})
       }
     } else if (isSpeech) {
       lastSpeechEnd = frameEnd;
+      cancelSpeculation(events);
     }
     cutOverLong(events);
     if (phase === 'speaking' && frameEnd - lastSpeechEnd >= minSilenceSamples) {
       emitUtterance(Math.min(lastSpeechEnd + padSamples, frameEnd), 'silence', events);
       phase = 'idle';
       keepOnlyPad();
+    } else if (phase === 'speaking' && !isSpeech) {
+      maybeSpeculate(frameEnd, events);
     }
     return events;
+  }
+
+  /**
+   * Offers the utterance once the silence covers the padding. Until the silence confirms it, its end
+   * stays `lastSpeechEnd + pad` (every later frame ends past it) and its start stays put (the held
+   * audio is shorter than the length limit), so the samples are those the utterance will carry.
+   */
+  function maybeSpeculate(frameEnd: number, events: SegmenterEvent[]): void {
+    if (!speculate || speculatedEnd !== undefined || frameEnd - lastSpeechEnd < padSamples) return;
+    const end = lastSpeechEnd + padSamples;
+    speculatedEnd = end;
+    events.push({
+      type: 'speculation',
+      utteranceIndex,
+      audio: held.copyFront(end - held.start),
+      startMs: held.start / SAMPLES_PER_MS,
+      endMs: end / SAMPLES_PER_MS,
+    });
   }
 
   function snapshot(): PartialUtteranceEvent | undefined {

@@ -9,6 +9,7 @@ import { type AudioInputLimits, toRecognitionAudio } from '../pipeline/audio-inp
 import { createChannel, responsesOf } from '../pipeline/channel.js';
 import { detectSpeech } from '../pipeline/speech-detector.js';
 import { createUtteranceSegmenter, type PartialUtteranceEvent } from '../pipeline/utterance-segmenter.js';
+import { createSpeculativeFinal } from './speculative-final.js';
 import type { TranscriptionSettings } from './transcription-config.js';
 
 export type TranscribeResponseInit = MessageInitShape<typeof TranscribeResponseSchema>;
@@ -29,9 +30,12 @@ const INTERIM_PRIORITY = 'interim' as const;
 /**
  * One transcription: audio chunks in, events out. Speech events are sent as the VAD decides; each
  * utterance is recognised as soon as it ends, in parallel with the audio that follows, and finals
- * are sent in utterance order. Interim results re-recognise the growing utterance every
- * `interimIntervalMs` of audio and are dropped once the utterance's final is under way. When the
- * audio ends every pending final is delivered; when the call is aborted, all work stops.
+ * are sent in utterance order. With speculative finals, recognition starts once the silence has
+ * covered the trailing padding, with the very samples the utterance will have if the silence holds;
+ * the utterance then reuses it, and speech that resumes drops it unsent. Interim results
+ * re-recognise the growing utterance every `interimIntervalMs` of audio and are dropped once the
+ * utterance's final (or its speculation) is under way. When the audio ends every pending final is
+ * delivered; when the call is aborted, all work stops.
  */
 export interface TranscribeHooks {
   /** How much of the audio has been analysed, in milliseconds, after each batch. */
@@ -47,7 +51,7 @@ export function transcribeStream(
 ): AsyncIterable<TranscribeResponseInit> {
   const out = createChannel<TranscribeResponseInit>();
   const vadSession = deps.vad.openSession();
-  const segmenter = createUtteranceSegmenter(settings.segmenter);
+  const segmenter = createUtteranceSegmenter(settings.segmenter, { speculate: settings.speculativeFinals });
   let finals: Promise<void> = Promise.resolve();
   // A final that cannot be computed ends the stream at once (after the finals before it), and
   // stops the work still running for it.
@@ -76,16 +80,20 @@ export function transcribeStream(
       model: settings.model,
     });
 
-  const recognizeFinal = async (samples: Float32Array): Promise<Recognition> => {
+  const recognizeFinal = async (samples: Float32Array, callSignal = work): Promise<Recognition> => {
     try {
       // The worker may take the buffer; keep a copy in case a crashed worker means one retry.
-      return await recognize(samples.slice(), FINAL_PRIORITY, work);
+      return await recognize(samples.slice(), FINAL_PRIORITY, callSignal);
     } catch (error) {
-      if (!(error instanceof VoiceError) || error.reason !== Reason.WorkerCrashed || work.aborted)
+      if (!(error instanceof VoiceError) || error.reason !== Reason.WorkerCrashed || callSignal.aborted)
         throw error;
-      return recognize(samples, FINAL_PRIORITY, work);
+      return recognize(samples, FINAL_PRIORITY, callSignal);
     }
   };
+  // A final-to-be: final priority, and the same retry, since the utterance may claim it.
+  const speculative = createSpeculativeFinal((samples, speculation) =>
+    recognizeFinal(samples, AbortSignal.any([work, speculation])),
+  );
 
   const startInterim = (partial: PartialUtteranceEvent) => {
     const controller = new AbortController();
@@ -122,7 +130,11 @@ export function transcribeStream(
   const maybeInterim = () => {
     if (!settings.interimResults || interim !== undefined) return;
     const partial = segmenter.snapshot();
-    if (!partial || partial.endMs - Math.max(lastInterimEndMs, partial.startMs) < settings.interimIntervalMs)
+    if (
+      !partial ||
+      partial.utteranceIndex === speculative.utteranceIndex ||
+      partial.endMs - Math.max(lastInterimEndMs, partial.startMs) < settings.interimIntervalMs
+    )
       return;
     startInterim(partial);
   };
@@ -153,10 +165,17 @@ export function transcribeStream(
             },
           });
           break;
+        case 'speculation':
+          if (interim?.utterance === event.utteranceIndex) interim.controller.abort();
+          speculative.start(event);
+          break;
+        case 'speculation-cancelled':
+          speculative.cancel();
+          break;
         case 'utterance': {
           finalisedUtterance = event.utteranceIndex;
           if (interim?.utterance === event.utteranceIndex) interim.controller.abort();
-          const recognition = recognizeFinal(event.audio);
+          const recognition = speculative.claim(event) ?? recognizeFinal(event.audio);
           recognition.catch(() => {});
           finals = finals
             .then(async () => {
@@ -194,6 +213,7 @@ export function transcribeStream(
     )
     .finally(() => {
       interim?.controller.abort();
+      speculative.cancel();
       vadSession.close();
     });
 
