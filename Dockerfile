@@ -2,7 +2,7 @@
 # Cortex Voice: gRPC speech-to-text and text-to-speech.
 #
 #   docker build -t cortex-voice .
-#   docker build -t cortex-voice --build-arg PREPULL_MODELS="onnx-community/whisper-base" .
+#   docker build -t cortex-voice --build-arg PREPULL_MODELS="onnx-community/whisper-base onnx-community/moonshine-base-ONNX" .
 #   docker run --rm -p 8899:8899 -v "$PWD/models:/models:ro" cortex-voice
 #
 # Models are not in the image unless PREPULL_MODELS is given: mount them at /models
@@ -40,7 +40,7 @@ RUN groupadd --system --gid 10001 voice \
 USER 10001:10001
 
 # Optional: download models into the image at build time (needs network access to the model hub).
-# Model ids separated by spaces, e.g. "onnx-community/whisper-base Xenova/mms-tts-eng".
+# Model ids separated by spaces, e.g. "onnx-community/whisper-base onnx-community/moonshine-base-ONNX".
 ARG PREPULL_MODELS=""
 RUN if [ -n "$PREPULL_MODELS" ]; then node dist/clients/cli/main.js models pull $PREPULL_MODELS; fi
 
