@@ -25,10 +25,15 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { env, pipeline } from '@huggingface/transformers';
-import { invalidArgument, Reason, throwIfAborted, VoiceError } from '../errors.js';
+import { Reason, throwIfAborted, VoiceError } from '../errors.js';
 import { type AsrFamily, familyOf, normalizeModelConfig, readModelConfig } from './asr-model-config.js';
+import { moonshineTokenBudget, padToMoonshineMinimum } from './moonshine-input.js';
 import type { Recognition, RecognizeOptions, SpeechRecognizer, TimedSpan, TimestampMode } from './types.js';
 import { useExactShortFeatures } from './whisper-features.js';
+
+export { moonshineTokenBudget };
+
+import { resolveLanguage, toIsoCode, toWhisperCode } from './recognition-language.js';
 import {
   detectLanguage,
   enableLanguageDetection,
@@ -95,27 +100,6 @@ export function recognitionModelFiles(dtype: TransformersDtype): string[] {
   ];
 }
 
-/**
- * Moonshine's output budget for an utterance: its paper's 6 tokens per second of audio, rounded
- * up, plus a few so that a short "yes" (under 1 s) still gets tokens.
- */
-export function moonshineTokenBudget(samples: number): number {
-  return Math.ceil((samples / sampleRate) * 6) + 4;
-}
-
-/**
- * Moonshine's first convolution (kernel 127, stride 64) and the two after it leave no frame for
- * less than ~56 ms of audio; shorter audio is padded with silence to 100 ms.
- */
-const MOONSHINE_MIN_SAMPLES = sampleRate / 10;
-
-function padToMoonshineMinimum(audio: Float32Array): Float32Array {
-  if (audio.length >= MOONSHINE_MIN_SAMPLES) return audio;
-  const padded = new Float32Array(MOONSHINE_MIN_SAMPLES);
-  padded.set(audio);
-  return padded;
-}
-
 /** The slice of transformers' AutomaticSpeechRecognitionPipeline this engine uses. */
 interface AsrPipeline {
   (audio: Float32Array, options: Record<string | symbol, unknown>): Promise<AsrOutput>;
@@ -135,10 +119,6 @@ interface LoadedModel {
   readonly languages: ReadonlySet<string>;
   readonly wordTimestamps: boolean;
 }
-
-/** Whisper's codes that are not the ISO 639-1 code of their language. */
-const whisperToIso: Readonly<Record<string, string>> = { jw: 'jv' };
-const isoToWhisper: Readonly<Record<string, string>> = { jv: 'jw' };
 
 export function createTransformersRecognizer(options: TransformersRecognizerOptions): TransformersRecognizer {
   const englishModel =
@@ -352,41 +332,6 @@ async function missingFiles(folder: string, files: readonly string[]): Promise<s
     }
   }
   return missing;
-}
-
-/**
- * The caller's language as an ISO 639-1 code the model has, or undefined to detect it. English-only
- * models always speak English.
- */
-function resolveLanguage(
-  language: string | undefined,
-  model: string,
-  languages: ReadonlySet<string>,
-): string | undefined {
-  const code = language?.toLowerCase() ?? '';
-  if (languages.size === 0) {
-    if (code === '' || code === 'auto' || code === 'en') return 'en';
-    throw invalidArgument(
-      'language',
-      `model "${model}" is English-only; use "en" or leave the language unset`,
-    );
-  }
-  if (code === '' || code === 'auto') return undefined;
-  if (!languages.has(code)) {
-    throw invalidArgument(
-      'language',
-      `"${language}" is not a language of model "${model}"; use one of ${[...languages].join(', ')}`,
-    );
-  }
-  return code;
-}
-
-function toIsoCode(whisperCode: string): string {
-  return whisperToIso[whisperCode] ?? whisperCode;
-}
-
-function toWhisperCode(isoCode: string | undefined): string | undefined {
-  return isoCode === undefined ? undefined : (isoToWhisper[isoCode] ?? isoCode);
 }
 
 /** A generation streamer that ends decoding with the abort reason once the signal fires. */
