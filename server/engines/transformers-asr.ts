@@ -80,6 +80,8 @@ export interface TransformersRecognizer extends SpeechRecognizer {
   warmUp(modelId?: string): Promise<void>;
   /** The family of a loaded model. */
   familyOf(modelId: string): AsrFamily | undefined;
+  /** Whether a loaded model gives word timestamps. */
+  hasWordTimestamps(modelId: string): boolean;
 }
 
 /** Both families take at most 30 s per pass (Whisper's window; Moonshine was trained on ≤ 30 s). */
@@ -127,7 +129,7 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
     ...new Set([options.defaultModel, ...(englishModel ? [englishModel] : []), ...options.allowedModels]),
   ];
   const models = new Map<string, Promise<LoadedModel>>();
-  const families = new Map<string, AsrFamily>();
+  const loadedInfo = new Map<string, { family: AsrFamily; wordTimestamps: boolean }>();
 
   function modelOf(requested: string | undefined): string {
     const id = requested === undefined || requested === '' ? options.defaultModel : requested;
@@ -146,7 +148,7 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
       model = open(id, options);
       models.set(id, model);
       model.then(
-        (loaded) => families.set(id, loaded.family),
+        (loaded) => loadedInfo.set(id, { family: loaded.family, wordTimestamps: loaded.wordTimestamps }),
         // A failed load is not kept: the files may be put in place later.
         () => models.delete(id),
       );
@@ -171,7 +173,8 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
       else await pipe(second, languages.size > 0 ? { language: 'en', task: 'transcribe' } : {});
     },
 
-    familyOf: (modelId) => families.get(modelId),
+    familyOf: (modelId) => loadedInfo.get(modelId)?.family,
+    hasWordTimestamps: (modelId) => loadedInfo.get(modelId)?.wordTimestamps === true,
 
     async recognize(
       audio,

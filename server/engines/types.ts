@@ -53,6 +53,8 @@ export interface SpeechRecognizer {
   readonly allowedModels: readonly string[];
   /** Configured models that could not be loaded, with why; a stream routed to one is refused. */
   readonly unavailableModels?: Readonly<Record<string, string>> | undefined;
+  /** Loaded models that give word timestamps; English streams asking for words avoid the others. */
+  readonly wordTimestampModels?: readonly string[] | undefined;
   /** Longest audio the model takes in one call, in samples at 16 kHz. */
   readonly maxInputSamples: number;
   /**

@@ -47,14 +47,15 @@ export function resolveTranscriptionSettings(
     speechPadMs: endpointing?.speechPadMs ?? defaults.vad.speech_pad_ms,
     maxUtteranceMs: Math.floor((recognizer.maxInputSamples / RECOGNITION_RATE) * 1000),
   });
-  const model = chooseModel(config.model, language, recognizer);
+  const timestamps = timestampMode(config.timestamps);
+  const model = chooseModel(config.model, language, timestamps, recognizer);
   return {
     format,
     language,
     interimResults: config.interimResults,
     interimIntervalMs: interval,
     segmenter,
-    timestamps: timestampMode(config.timestamps),
+    timestamps,
     model,
     speculativeFinals: defaults.stt.speculative_finals,
   };
@@ -62,10 +63,21 @@ export function resolveTranscriptionSettings(
 
 /**
  * The stream's model: the one it names (from the allow-list), else the English model for English
- * streams, else the multilingual default. A model that did not load is refused with why.
+ * streams (unless they ask for word times it cannot give and the default can), else the
+ * multilingual default. A model that did not load is refused with why.
  */
-function chooseModel(requested: string, language: string | undefined, recognizer: SpeechRecognizer): string {
-  const english = recognizer.englishModel;
+function chooseModel(
+  requested: string,
+  language: string | undefined,
+  timestamps: TimestampMode,
+  recognizer: SpeechRecognizer,
+): string {
+  let english = recognizer.englishModel;
+  // Word times are worth the multilingual model's cost to a stream that asks for them.
+  const words = recognizer.wordTimestampModels;
+  if (timestamps === 'word' && english !== undefined && words !== undefined && !words.includes(english)) {
+    english = words.includes(recognizer.defaultModel) ? undefined : english;
+  }
   let model: string;
   if (requested !== '') {
     if (requested !== recognizer.defaultModel && !recognizer.allowedModels.includes(requested)) {
