@@ -16,12 +16,18 @@ import {
   startMetricsServer,
 } from './observability/metrics.js';
 import { createAdmission } from './service/admission.js';
+import { type CapacityEstimator, createCapacityEstimator } from './service/capacity.js';
 import { registration } from './service/context.js';
 import { createSynthesisService } from './service/synthesis.js';
 import { createTranscriptionService } from './service/transcription.js';
 import { createHealthReporter, type HealthReporter } from './transport/grpc/health.js';
 import { createGrpcTransport } from './transport/grpc/server.js';
-import { type RemoteEngines, type StartedEngines, startRemoteEngines } from './workers/remote-engines.js';
+import {
+  observeInference,
+  type RemoteEngines,
+  type StartedEngines,
+  startRemoteEngines,
+} from './workers/remote-engines.js';
 
 export interface VoiceEngines {
   readonly vad: EngineSlot<VoiceActivityDetector>;
@@ -34,6 +40,8 @@ export interface VoiceServer {
   readonly engines: VoiceEngines;
   readonly health: HealthReporter;
   readonly metrics: Metrics;
+  /** The live-transcription capacity estimate behind admission by capacity and GetCapacity. */
+  readonly capacity: CapacityEstimator;
   /** Starts gRPC and metrics; resolves with the bound ports. Services stay NOT_SERVING until loadEngines(). */
   start(): Promise<{ grpcPort: number; metricsPort: number | undefined }>;
   /**
@@ -84,6 +92,16 @@ export function createVoiceServer(
     synthesizer: createEngineSlot('speech synthesis'),
   };
   const admission = createAdmission(config.performance.max_concurrent_requests);
+  let workers: StartedEngines | undefined;
+  const capacity = createCapacityEstimator({
+    workers: config.performance.workers,
+    maxFinalDelayMs: config.performance.max_final_delay_ms,
+    poolState: () => {
+      const stats = workers?.pools.inference.stats();
+      return stats === undefined ? undefined : { queued: stats.queued, idle: stats.ready - stats.busy };
+    },
+  });
+  metrics.observeCapacity(() => capacity.snapshot());
   const health = createHealthReporter([Transcription.typeName, Synthesis.typeName]);
   const updateHealth = () => {
     health.setServiceReady(
@@ -105,6 +123,8 @@ export function createVoiceServer(
         createTranscriptionService(engines, config, {
           admission,
           onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'in' }, seconds),
+          capacity,
+          onCapacityRefusal: (model) => metrics.admissionRefusals.inc({ model }),
         }),
       ),
       registration(
@@ -117,7 +137,6 @@ export function createVoiceServer(
     ],
   });
   let metricsServer: MetricsServer | undefined;
-  let workers: StartedEngines | undefined;
   /** The pools being started; stop() waits for them so that none outlives the server. */
   let starting: Promise<StartedEngines> | undefined;
   let stopping = false;
@@ -131,7 +150,22 @@ export function createVoiceServer(
   const stoppedWhileLoading = () =>
     new VoiceError(Reason.Draining, 'the server stopped before the model workers were ready');
 
-  function fillSlots({ vad, recognizer, synthesizer, unavailable }: RemoteEngines): void {
+  /** Seeds the capacity estimate with the workers' calibration; says when a model cannot meet the bound. */
+  function calibrate(costs: RemoteEngines['recognitionCosts']): void {
+    for (const [model, cost] of Object.entries(costs)) capacity.calibrate(model, cost);
+    const bound = config.performance.max_final_delay_ms;
+    for (const model of capacity.snapshot().models) {
+      if (bound === 0 || model.allowedFinalDelayMs <= bound) continue;
+      const alone = Math.round(model.allowedFinalDelayMs - bound);
+      logger.warn(
+        { model: model.model, fixedSeconds: model.fixedSeconds, perAudioSecond: model.secondsPerAudioSecond },
+        `the speech recognition model "${model.model}" takes about ${alone} ms per utterance on an idle worker, past performance.max_final_delay_ms = ${bound}; its streams are admitted while the expected wait before their finals stays within ${bound} ms`,
+      );
+    }
+  }
+
+  function fillSlots({ vad, recognizer, synthesizer, unavailable, recognitionCosts }: RemoteEngines): void {
+    calibrate(recognitionCosts);
     const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
       if (engine !== undefined) slot.set(engine);
       else {
@@ -185,6 +219,7 @@ export function createVoiceServer(
     engines,
     health,
     metrics,
+    capacity,
     get workerPools() {
       return workers?.pools;
     },
@@ -207,6 +242,7 @@ export function createVoiceServer(
         metrics,
         logger,
         testHooks: options.workerTestHooks === true,
+        onJobDone: observeInference(capacity),
       });
       const started = await starting;
       if (stopping) {

@@ -20,6 +20,11 @@ export const Reason = {
   LimitExceeded: 'LIMIT_EXCEEDED',
   /** The engine's work queue or in-flight cap is full. */
   Overloaded: 'OVERLOADED',
+  /**
+   * A new live stream would push the expected delay of finals past performance.max_final_delay_ms:
+   * retry later or on another server.
+   */
+  OverCapacity: 'OVER_CAPACITY',
   /** An engine this call needs is not loaded (model missing, still warming up). */
   EngineUnavailable: 'ENGINE_UNAVAILABLE',
   /** A model worker died while running this call's work. */
@@ -49,6 +54,7 @@ const codeOfReason: Record<Reason, Code> = {
   UNKNOWN_RESOURCE: Code.InvalidArgument,
   LIMIT_EXCEEDED: Code.ResourceExhausted,
   OVERLOADED: Code.ResourceExhausted,
+  OVER_CAPACITY: Code.ResourceExhausted,
   ENGINE_UNAVAILABLE: Code.Unavailable,
   WORKER_CRASHED: Code.Unavailable,
   DRAINING: Code.Unavailable,

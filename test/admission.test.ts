@@ -99,3 +99,122 @@ describe('a full inference queue', () => {
     }
   });
 });
+
+/** A promise and its resolver. */
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
+
+describe('performance.max_final_delay_ms', () => {
+  it('refuses the live stream past the capacity estimate at its config, with RESOURCE_EXHAUSTED naming the key and a retry hint, while the admitted streams keep working', async () => {
+    const t = await startServerWithEngines({
+      performance: { workers: 1, max_final_delay_ms: 1000 },
+      security: { rate_limit: { enabled: false } },
+    });
+    try {
+      const modelId = t.config.models.stt.model;
+      const calibrated = await t.client.transcription.getCapacity({});
+      assert.equal(calibrated.maxFinalDelayMs, 1000);
+      assert.equal(calibrated.workers, 1);
+      assert.equal(calibrated.admittedStreams, 0);
+      const measured = calibrated.models.find((entry) => entry.model === modelId);
+      assert.ok(measured, 'the calibration at start-up gave the model a cost');
+      assert.ok(measured.fixedSeconds + measured.secondsPerAudioSecond > 0);
+      assert.equal(measured.observedRecognitions, 0);
+      // The generated model's measured cost depends on this machine's load; a known cost makes the
+      // room exact: 400 ms a final on one worker, 2 s utterances at a speech ratio of 1 → A = 0.2 n,
+      // D = 0.2 A / (1 − A) + 0.4 ≤ 1 s ⇔ n ≤ 3.
+      t.server.capacity.calibrate(modelId, { fixedSeconds: 0.4, perAudioSecond: 0 });
+      const capacity = await t.client.transcription.getCapacity({});
+      const model = capacity.models.find((entry) => entry.model === modelId);
+      assert.equal(model?.capacityStreams, 3);
+      const room = model.availableStreams;
+      assert.equal(room, 3);
+
+      const sentence = speak('Please send me the report by Friday.');
+      const audio = toLinear16(concat(silence(0.3), sentence, silence(1)));
+      const release = deferred();
+      const refusal = deferred<ConnectError>();
+      async function* requests() {
+        yield { request: { case: 'config' as const, value: { audioFormat: LINEAR16_16K } } };
+        await release.promise;
+        for (let offset = 0; offset < audio.length; offset += 16_000) {
+          yield { request: { case: 'audio' as const, value: audio.subarray(offset, offset + 16_000) } };
+        }
+      }
+      const transcribe = async (): Promise<number | ConnectError> => {
+        let finals = 0;
+        try {
+          for await (const response of t.client.transcription.transcribe(requests())) {
+            if (response.event.case === 'result' && response.event.value.isFinal) finals += 1;
+          }
+          return finals;
+        } catch (error) {
+          const refused = ConnectError.from(error);
+          refusal.resolve(refused);
+          return refused;
+        }
+      };
+      // One stream more than there is room for, all at once: exactly one is refused, at its config.
+      const streams = Array.from({ length: room + 1 }, transcribe);
+      const refused = await refusal.promise;
+      assert.equal(refused.code, Code.ResourceExhausted, refused.rawMessage);
+      assert.equal(refused.metadata.get('cortex-error-reason'), 'OVER_CAPACITY');
+      assert.match(refused.rawMessage, /expected delay of ".+" finals would be \d+ ms/);
+      assert.match(refused.rawMessage, /past performance\.max_final_delay_ms = 1000 ms/);
+      assert.ok(Number(refused.metadata.get('grpc-retry-pushback-ms')) >= 1000, 'a retry hint');
+
+      const full = await t.client.transcription.getCapacity({});
+      assert.equal(full.admittedStreams, room, 'every other stream was admitted before the refusal');
+      assert.equal(full.refusedStreams, 1n);
+      assert.equal(full.models.find((entry) => entry.model === modelId)?.availableStreams, 0);
+      assert.ok(full.loadRatio > 0);
+
+      const scraped = await (await fetch(t.metricsUrl)).text();
+      const label = `{model="${modelId}"}`;
+      assert.match(scraped, new RegExp(`^voice_stt_admission_refusals_total${regexEscape(label)} 1$`, 'm'));
+      for (const name of [
+        'voice_stt_capacity_streams',
+        'voice_stt_available_streams',
+        'voice_stt_expected_final_delay_seconds',
+        'voice_stt_cost_fixed_seconds',
+        'voice_stt_cost_per_audio_second',
+      ]) {
+        assert.match(scraped, new RegExp(`^${name}${regexEscape(label)} [0-9.e+-]+$`, 'm'), name);
+      }
+      assert.match(scraped, /^voice_stt_load_ratio [0-9.e+-]+$/m);
+      assert.match(scraped, new RegExp(`^voice_stt_admitted_streams ${room}$`, 'm'));
+
+      const file = await t.client.transcription.transcribeFile({
+        config: { audioFormat: LINEAR16_16K },
+        audio,
+      });
+      assert.equal(file.results.length, 1, 'TranscribeFile is not a live stream: left to the other caps');
+
+      release.resolve();
+      const outcomes = await Promise.all(streams);
+      assert.equal(outcomes.filter((outcome) => outcome instanceof ConnectError).length, 1);
+      for (const outcome of outcomes) {
+        if (typeof outcome === 'number') assert.equal(outcome, 1, 'an admitted stream got its final');
+      }
+
+      const after = await t.client.transcription.getCapacity({});
+      assert.equal(after.admittedStreams, 0, 'streams that ended leave');
+      const learned = after.models.find((entry) => entry.model === modelId);
+      assert.ok((learned?.observedRecognitions ?? 0) >= room, 'the finals taught the cost model');
+      assert.ok(after.speechRatio < 1, 'and the speech ratio');
+      release.resolve();
+      assert.equal(await transcribe(), 1, 'a new stream is admitted once there is room');
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
+function regexEscape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -130,13 +130,21 @@ describe('engine worker pools with real engines', () => {
       stateLength: 320,
     });
     assert.equal(vadReport.asr, undefined);
-    assert.deepEqual(inferenceReport.asr, {
+    assert.ok(inferenceReport.asr?.available);
+    const { costs, ...asr } = inferenceReport.asr;
+    const cost = costs[modelId];
+    assert.ok(
+      cost !== undefined && cost.fixedSeconds >= 0 && cost.perAudioSecond >= 0,
+      'warm-up calibrated the cost',
+    );
+    assert.deepEqual(asr, {
       available: true,
       defaultModel: modelId,
       englishModel: undefined,
       maxInputSamples: 30 * 16_000,
       allowedModels: [modelId],
       unavailableModels: {},
+      wordTimestampModels: [modelId],
     });
     assert.ok(inferenceReport.tts?.available);
     assert.ok(inferenceReport.tts.voices.some((voice) => voice.id === 'espeak:en-us'));

@@ -8,6 +8,25 @@ const LATENCY_BUCKETS = [
 ];
 const INFERENCE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10];
 
+/** The live-transcription capacity estimate as the metrics read it (server/service/capacity.ts). */
+export interface CapacityFigures {
+  readonly admittedStreams: number;
+  readonly loadRatio: number;
+  readonly speechRatio: number;
+  readonly meanUtteranceSeconds: number;
+  readonly models: readonly {
+    readonly model: string;
+    readonly fixedSeconds: number;
+    readonly secondsPerAudioSecond: number;
+    readonly expectedFinalDelayMs: number;
+    readonly capacityStreams: number;
+    readonly availableStreams: number;
+  }[];
+}
+
+/** A scrape reads every capacity gauge; the estimate is computed once for all of them. */
+const CAPACITY_REUSE_MS = 100;
+
 /**
  * The service's metrics, in their own registry. gRPC call metrics use the names of the gRPC
  * ecosystem (go-grpc-prometheus / grpc-ecosystem), so existing dashboards and alerts apply.
@@ -16,8 +35,49 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const callLabels = ['grpc_type', 'grpc_service', 'grpc_method'] as const;
+  let capacitySource: (() => CapacityFigures) | undefined;
+  let capacityRead: { at: number; figures: CapacityFigures } | undefined;
+  const capacity = (): CapacityFigures | undefined => {
+    if (capacitySource === undefined) return undefined;
+    const at = performance.now();
+    if (capacityRead === undefined || at - capacityRead.at > CAPACITY_REUSE_MS) {
+      capacityRead = { at, figures: capacitySource() };
+    }
+    return capacityRead.figures;
+  };
+  /** A gauge with one series per model, filled from the estimate at each scrape. */
+  const perModel = (
+    name: string,
+    help: string,
+    value: (model: CapacityFigures['models'][number]) => number,
+  ): Gauge =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['model'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const model of capacity()?.models ?? []) this.set({ model: model.model }, value(model));
+      },
+    });
+  const overall = (name: string, help: string, value: (figures: CapacityFigures) => number): Gauge =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const figures = capacity();
+        if (figures !== undefined) this.set(value(figures));
+      },
+    });
   return {
     registry,
+    /** Where the capacity gauges read the estimate from at each scrape. */
+    observeCapacity(source: () => CapacityFigures): void {
+      capacitySource = source;
+      capacityRead = undefined;
+    },
     started: new Counter({
       name: 'grpc_server_started_total',
       help: 'RPCs started on the server.',
@@ -90,6 +150,57 @@ export function createMetrics() {
       labelNames: ['result'],
       registers: [registry],
     }),
+    admissionRefusals: new Counter({
+      name: 'voice_stt_admission_refusals_total',
+      help: 'Transcribe streams refused because they would push the expected delay of finals past performance.max_final_delay_ms, by model.',
+      labelNames: ['model'],
+      registers: [registry],
+    }),
+    capacityStreams: perModel(
+      'voice_stt_capacity_streams',
+      'Estimated real-time Transcribe streams of this model alone that the server can hold with finals within performance.max_final_delay_ms.',
+      (model) => model.capacityStreams,
+    ),
+    availableStreams: perModel(
+      'voice_stt_available_streams',
+      'Estimated Transcribe streams of this model that would still be admitted now, besides the admitted ones.',
+      (model) => model.availableStreams,
+    ),
+    expectedFinalDelay: perModel(
+      'voice_stt_expected_final_delay_seconds',
+      'Expected delay of a final under the current load, from the end of its utterance: queueing wait plus recognition (M/G/c estimate).',
+      (model) => model.expectedFinalDelayMs / 1000,
+    ),
+    costFixed: perModel(
+      'voice_stt_cost_fixed_seconds',
+      'Learned compute seconds of one recognition whatever its length.',
+      (model) => model.fixedSeconds,
+    ),
+    costPerAudioSecond: perModel(
+      'voice_stt_cost_per_audio_second',
+      'Learned compute seconds of a recognition per second of its audio.',
+      (model) => model.secondsPerAudioSecond,
+    ),
+    loadRatio: overall(
+      'voice_stt_load_ratio',
+      "Estimated utilisation of the inference workers by admitted streams' finals and synthesis; 1 or more: they cannot keep up.",
+      (figures) => figures.loadRatio,
+    ),
+    admittedStreams: overall(
+      'voice_stt_admitted_streams',
+      'Transcribe streams admitted by capacity and in progress.',
+      (figures) => figures.admittedStreams,
+    ),
+    speechRatio: overall(
+      'voice_stt_speech_ratio',
+      "Learned share of a stream's audio sent to final recognition.",
+      (figures) => figures.speechRatio,
+    ),
+    meanUtteranceSeconds: overall(
+      'voice_stt_mean_utterance_seconds',
+      'Learned mean length of an utterance, in seconds.',
+      (figures) => figures.meanUtteranceSeconds,
+    ),
   };
 }
 

@@ -1,4 +1,5 @@
 import { Reason, VoiceError } from '../errors.js';
+import type { CapacityEstimator, CapacityStream } from './capacity.js';
 
 /** Caps the engine-backed calls in progress (performance.max_concurrent_requests). */
 export interface Admission {
@@ -36,6 +37,35 @@ export function createAdmission(limit: number): Admission {
 export function admit(admission: Admission): Disposable {
   const leave = admission.enter();
   return { [Symbol.dispose]: leave };
+}
+
+/**
+ * Admits a live stream of `model` by capacity (performance.max_final_delay_ms), or throws
+ * RESOURCE_EXHAUSTED (OVER_CAPACITY) naming the key, the estimate and the bound, with a retry hint.
+ * The returned stream reports its audio and utterances to the estimator; dispose of it at the end.
+ */
+export function admitStream(
+  capacity: CapacityEstimator,
+  model: string,
+  onRefused?: (model: string) => void,
+): CapacityStream {
+  const assessment = capacity.assess(model);
+  if (!assessment.admit) {
+    capacity.refused(model);
+    onRefused?.(model);
+    const bound = capacity.maxFinalDelayMs;
+    const allowed = Math.round(assessment.allowedDelayMs);
+    const estimate = Number.isFinite(assessment.expectedDelayMs)
+      ? `${Math.round(assessment.expectedDelayMs)} ms`
+      : 'unbounded (the workers could not keep up)';
+    const held = allowed === bound ? '' : ` (its recognition alone takes longer, so ${allowed} ms)`;
+    throw new VoiceError(
+      Reason.OverCapacity,
+      `the server cannot take another live transcription: with it, the expected delay of "${assessment.model}" finals would be ${estimate}, past performance.max_final_delay_ms = ${bound} ms${held}; retry later or on another server`,
+      { retryAfterMs: assessment.retryAfterMs },
+    );
+  }
+  return capacity.openStream(model);
 }
 
 /** What both engine-backed services share: the admission, and where audio volumes are reported. */

@@ -21,6 +21,11 @@ export interface TranscribeSessionDeps {
   readonly limits: AudioInputLimits;
   /** Seconds of audio analysed, reported as they are (for the audio-seconds metric). */
   readonly onAudio?: ((seconds: number) => void) | undefined;
+  /**
+   * Whether an interim may start now (spare workers, load under the interim limit): a running
+   * interim cannot be pre-empted, so under load interims wait. Absent: always.
+   */
+  readonly shouldRunInterim?: (() => boolean) | undefined;
 }
 
 /** Job priorities in the worker pool: finals always go before interims. */
@@ -136,6 +141,8 @@ export function transcribeStream(
       partial.endMs - Math.max(lastInterimEndMs, partial.startMs) < settings.interimIntervalMs
     )
       return;
+    // Skipped, not consumed: the interim is tried again at the next progress event.
+    if (deps.shouldRunInterim?.() === false) return;
     startInterim(partial);
   };
 

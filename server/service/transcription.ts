@@ -3,7 +3,9 @@ import type { EngineSlot } from '../engines/engine-slot.js';
 import type { SpeechRecognizer, VoiceActivityDetector } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { TranscribeRequest, Transcription } from '../gen/cortex/voice/v1/transcription_pb.js';
-import { admit, type SharedServiceParts } from './admission.js';
+import { RECOGNITION_RATE } from '../pipeline/audio-input.js';
+import { admit, admitStream, type SharedServiceParts } from './admission.js';
+import type { CapacityEstimator, CapacityStream } from './capacity.js';
 import type { ServiceHandlers } from './context.js';
 import { type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
 import { resolveTranscriptionSettings } from './transcription-config.js';
@@ -13,6 +15,16 @@ export interface TranscriptionEngines {
   readonly recognizer: EngineSlot<SpeechRecognizer>;
 }
 
+export interface TranscriptionParts extends SharedServiceParts {
+  /**
+   * Admission of live streams by capacity (performance.max_final_delay_ms) and the estimate behind
+   * GetCapacity; without it streams are only counted by the shared admission.
+   */
+  readonly capacity?: CapacityEstimator;
+  /** A live stream was refused for capacity (the refusals metric). */
+  readonly onCapacityRefusal?: (model: string) => void;
+}
+
 /** A whole clip is fed to the pipeline in slices of this size, like a stream. */
 const FILE_SLICE_BYTES = 64 * 1024;
 
@@ -20,7 +32,7 @@ const FILE_SLICE_BYTES = 64 * 1024;
 export function createTranscriptionService(
   engines: TranscriptionEngines,
   config: Config,
-  shared: SharedServiceParts,
+  shared: TranscriptionParts,
 ): ServiceHandlers<typeof Transcription> {
   const limits = {
     maxChunkBytes: config.performance.max_audio_chunk_bytes,
@@ -54,7 +66,13 @@ export function createTranscriptionService(
         config.models,
         deps.recognizer,
       );
-      yield* transcribeStream(audioOf(iterator), settings, deps, ctx.signal);
+      // Refused here, before any audio is read, when the stream would overload the workers.
+      using stream =
+        shared.capacity === undefined
+          ? undefined
+          : admitStream(shared.capacity, settings.model, shared.onCapacityRefusal);
+      const observed = stream === undefined ? deps : reportingTo(stream, deps);
+      yield* transcribeStream(audioOf(iterator), settings, observed, ctx.signal);
     },
 
     async transcribeFile(request, ctx) {
@@ -63,6 +81,8 @@ export function createTranscriptionService(
       const settings = {
         ...resolveTranscriptionSettings(request.config, config.models, deps.recognizer),
         interimResults: false,
+        // A clip arrives at once: speculating would only start finals that pauses cancel.
+        speculativeFinals: false,
       };
       if (request.audio.length === 0) throw invalidArgument('audio', 'empty; send the whole clip');
       let analysedMs = 0;
@@ -77,7 +97,53 @@ export function createTranscriptionService(
       }
       return { results, durationMs: Math.round(analysedMs) };
     },
+
+    async getCapacity() {
+      const snapshot = shared.capacity?.snapshot();
+      if (snapshot === undefined) {
+        return {
+          maxFinalDelayMs: config.performance.max_final_delay_ms,
+          workers: config.performance.workers,
+        };
+      }
+      return {
+        maxFinalDelayMs: snapshot.maxFinalDelayMs,
+        workers: snapshot.workers,
+        admittedStreams: snapshot.admittedStreams,
+        loadRatio: snapshot.loadRatio,
+        speechRatio: snapshot.speechRatio,
+        meanUtteranceSeconds: snapshot.meanUtteranceSeconds,
+        refusedStreams: BigInt(snapshot.refusedStreams),
+        models: snapshot.models.map((model) => ({ ...model })),
+      };
+    },
   };
+}
+
+/**
+ * The session's dependencies, reporting to the stream's capacity estimate: the audio analysed and
+ * each utterance sent to final recognition (speech ratio, utterance length). `shouldRunInterim` is
+ * there for the session to ask before it starts an interim recognition.
+ */
+function reportingTo(stream: CapacityStream, deps: TranscribeSessionDeps): TranscribeSessionDeps {
+  const { recognizer, onAudio } = deps;
+  const observed = {
+    ...deps,
+    recognizer: {
+      ...recognizer,
+      recognize: (audio: Float32Array, options: Parameters<SpeechRecognizer['recognize']>[1]) => {
+        // Measured before the call: the engine may take the buffer.
+        if (options.priority === 'final') stream.utterance(audio.length / RECOGNITION_RATE);
+        return recognizer.recognize(audio, options);
+      },
+    },
+    onAudio: (seconds: number) => {
+      onAudio?.(seconds);
+      stream.audio(seconds);
+    },
+    shouldRunInterim: () => stream.shouldRunInterim(),
+  };
+  return observed;
 }
 
 async function* audioOf(iterator: AsyncIterator<TranscribeRequest>): AsyncGenerator<Uint8Array> {

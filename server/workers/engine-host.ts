@@ -2,16 +2,25 @@
  * Runs inside a model worker: builds the engines its `workerData` names with the ordinary factories,
  * loads and warms them up once, and turns them into job handlers. An engine that cannot load (model
  * folder missing, voice data broken) does not stop the worker: the report says why, so the server
- * keeps that service NOT_SERVING with the reason while the rest serves.
+ * keeps that service NOT_SERVING with the reason while the rest serves. Each recognition model is
+ * then timed on two lengths, and its cost reported, so capacity is estimated before the first stream.
  */
 import { createEspeakSynthesizer, ESPEAK_DEFAULT_VOICE } from '../engines/espeak-ng.js';
 import { createSileroVad } from '../engines/silero-vad.js';
 import { timeStretch } from '../engines/time-stretch.js';
-import { createTransformersRecognizer } from '../engines/transformers-asr.js';
+import { createTransformersRecognizer, type TransformersRecognizer } from '../engines/transformers-asr.js';
 import { createTransformersSynthesizer, type TransformersSynthesizer } from '../engines/transformers-tts.js';
 import type { PcmAudio, SpeechSynthesizer, VoiceInfo } from '../engines/types.js';
 import { Reason, throwIfAborted, VoiceError } from '../errors.js';
-import type { AsrSpec, EngineJobs, EngineReport, EngineWorkerData, TtsSpec, VadSpec } from './messages.js';
+import type {
+  AsrSpec,
+  EngineJobs,
+  EngineReport,
+  EngineWorkerData,
+  RecognitionCostReport,
+  TtsSpec,
+  VadSpec,
+} from './messages.js';
 
 export interface JobOutcome {
   readonly result: unknown;
@@ -88,6 +97,15 @@ async function loadAsr(spec: AsrSpec, handlers: Handlers): Promise<NonNullable<E
   if (configured.every((id) => unavailableModels[id] !== undefined)) {
     return { available: false, reason: configured.map((id) => unavailableModels[id]).join('; ') };
   }
+  const costs: Record<string, RecognitionCostReport> = {};
+  for (const id of configured) {
+    if (unavailableModels[id] !== undefined) continue;
+    try {
+      costs[id] = await calibrate(recognizer, id);
+    } catch {
+      // No cost reported: the server learns it from the model's first finished jobs.
+    }
+  }
   const handler = async (
     { audio, language, timestamps, model }: EngineJobs['recognize']['payload'],
     signal: AbortSignal,
@@ -110,7 +128,40 @@ async function loadAsr(spec: AsrSpec, handlers: Handlers): Promise<NonNullable<E
     maxInputSamples: recognizer.maxInputSamples,
     allowedModels: recognizer.allowedModels,
     unavailableModels,
+    wordTimestampModels: configured.filter((id) => recognizer.hasWordTimestamps(id)),
+    costs,
   };
+}
+
+/** Seconds of audio timed by the calibration: two lengths separate the fixed and per-second costs. */
+const CALIBRATION_SECONDS = [1, 4] as const;
+/** Recognizers take 16 kHz mono. */
+const CALIBRATION_RATE = 16_000;
+
+/**
+ * Times one recognition of each calibration length (silence, after the warm-up, with language
+ * detection as an "auto" stream has it) and fits compute seconds = fixed + perSecond × seconds.
+ * Silence decodes fewer tokens than speech, so this tends to be low; finished jobs correct it.
+ */
+async function calibrate(recognizer: TransformersRecognizer, model: string): Promise<RecognitionCostReport> {
+  const signal = new AbortController().signal;
+  const times: number[] = [];
+  for (const seconds of CALIBRATION_SECONDS) {
+    const audio = new Float32Array(seconds * CALIBRATION_RATE);
+    const started = performance.now();
+    await recognizer.recognize(audio, {
+      language: undefined,
+      timestamps: 'none',
+      model,
+      signal,
+      priority: 'final',
+    });
+    times.push((performance.now() - started) / 1000);
+  }
+  const [first = 0, second = 0] = times;
+  const [shortSeconds, longSeconds] = CALIBRATION_SECONDS;
+  const perAudioSecond = Math.max(0, (second - first) / (longSeconds - shortSeconds));
+  return { fixedSeconds: Math.max(0, first - perAudioSecond * shortSeconds), perAudioSecond };
 }
 
 async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<EngineReport['tts']>> {

@@ -75,6 +75,14 @@ export interface EngineReport {
     readonly allowedModels: readonly string[];
     /** Configured models that did not load, with why (at least one did). */
     readonly unavailableModels: Readonly<Record<string, string>>;
+    /** Configured models that give word timestamps. */
+    readonly wordTimestampModels: readonly string[];
+    /**
+     * Each loaded model's cost of one recognition, timed on this worker after its warm-up (1 s and
+     * 4 s of silence): compute seconds = fixedSeconds + perAudioSecond × audio seconds. A model whose
+     * timing failed is left out; the server then learns its cost from finished jobs.
+     */
+    readonly costs: Readonly<Record<string, RecognitionCostReport>>;
   }>;
   readonly tts?: Availability<{
     readonly defaultVoice: string;
@@ -82,6 +90,12 @@ export interface EngineReport {
     /** Engines or models that did not load, with why; their voices are not offered. */
     readonly unavailable: readonly { readonly what: string; readonly reason: string }[];
   }>;
+}
+
+/** A model's measured cost of one recognition (see EngineReport.asr.costs). */
+export interface RecognitionCostReport {
+  readonly fixedSeconds: number;
+  readonly perAudioSecond: number;
 }
 
 // --- Jobs --------------------------------------------------------------------------------------------

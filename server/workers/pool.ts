@@ -8,7 +8,8 @@
  * worker that dies, or whose reply cannot be deserialized, fails only its own job (WORKER_CRASHED)
  * and is replaced; the queue is served meanwhile by the others. `reload` replaces every worker by one
  * that loads its engines anew (models installed since start-up): the old workers serve until the new
- * ones are ready, then finish the job they are running and exit.
+ * ones are ready, then finish the job they are running and exit. `onJobDone` hears of every answer
+ * with the compute time the worker measured (the capacity estimate learns from it).
  */
 import { type ResourceLimits, type TransferListItem, Worker } from 'node:worker_threads';
 import { Reason, VoiceError } from '../errors.js';
@@ -37,6 +38,22 @@ export interface WorkerPoolOptions {
   readonly resourceLimits?: ResourceLimits;
   /** First delay before replacing a dead worker; doubles per failure in a row, up to 5 s. */
   readonly restartDelayMs?: number;
+  /** Told of every answer a worker sends, with the compute time it measured (capacity estimates). */
+  readonly onJobDone?: (job: FinishedJob) => void;
+}
+
+/** A job a worker answered. */
+export interface FinishedJob {
+  readonly kind: string;
+  readonly priority: number;
+  /** Time the job took inside the worker, in seconds. */
+  readonly seconds: number;
+  /** The model the worker named, if any. */
+  readonly model: string | undefined;
+  /** The `size` the job was run with. */
+  readonly size: number | undefined;
+  /** `abandoned`: the caller had gone (aborted) before the answer came, so it was dropped. */
+  readonly outcome: 'result' | 'error' | 'abandoned';
 }
 
 export interface RunOptions {
@@ -45,6 +62,8 @@ export interface RunOptions {
   readonly signal: AbortSignal;
   /** Buffers inside the payload to move to the worker; the caller's are detached when `run` returns. */
   readonly transfer?: readonly ArrayBuffer[];
+  /** The job's size in the caller's unit (seconds of audio for a recognition), handed to onJobDone. */
+  readonly size?: number;
 }
 
 export interface PoolStats {
@@ -83,6 +102,7 @@ interface Job {
   readonly payload: unknown;
   readonly transfer: readonly TransferListItem[];
   readonly priority: number;
+  readonly size: number | undefined;
   readonly signal: AbortSignal;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
@@ -192,6 +212,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     slot.state = slot.retired ? 'retiring' : 'idle';
     metrics?.busyWorkers.dec();
     if (slot.retired) void slot.worker.terminate();
+    reportDone(job, message);
     if (message.type === 'result') {
       if (message.model !== undefined) {
         metrics?.inferenceSeconds.observe({ kind: job.kind, model: message.model }, message.seconds);
@@ -201,6 +222,24 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       settle(job, () => job.reject(fromWire(message.error, job.kind)));
     }
     pump();
+  }
+
+  function reportDone(job: Job, message: Extract<FromWorker<Report>, { id: number }>): void {
+    if (options.onJobDone === undefined) return;
+    const outcome = job.settled ? 'abandoned' : message.type;
+    const model = message.type === 'result' ? message.model : undefined;
+    try {
+      options.onJobDone({
+        kind: job.kind,
+        priority: job.priority,
+        seconds: message.seconds,
+        model,
+        size: job.size,
+        outcome,
+      });
+    } catch (error) {
+      logger?.error({ pool: name, kind: job.kind, err: error }, 'the onJobDone hook failed');
+    }
   }
 
   /**
@@ -499,7 +538,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       return ready;
     },
 
-    run(kind, payload, { priority, signal, transfer = [] }) {
+    run(kind, payload, { priority, signal, transfer = [], size }) {
       if (closed) return Promise.reject(unavailable());
       if (signal.aborted) return Promise.reject(signal.reason);
       const slot = queued === 0 ? idleSlot() : undefined;
@@ -529,6 +568,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
           payload: moved.payload,
           transfer: moved.transfer,
           priority,
+          size,
           signal,
           resolve,
           reject,

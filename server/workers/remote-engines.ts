@@ -28,10 +28,19 @@ import type {
 } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
-import type { EngineJobs, EngineReport, EngineWorkerData, SynthesizeJobResult } from './messages.js';
-import { createWorkerPool, type PoolMetrics, type WorkerPool } from './pool.js';
+import type {
+  EngineJobs,
+  EngineReport,
+  EngineWorkerData,
+  RecognitionCostReport,
+  SynthesizeJobResult,
+} from './messages.js';
+import { createWorkerPool, type FinishedJob, type PoolMetrics, type WorkerPool } from './pool.js';
 
 export const JobPriority = { vad: 0, final: 1, synthesis: 2, interim: 3 } as const;
+
+/** Recognition audio is 16 kHz mono. */
+const RECOGNITION_SAMPLE_RATE = 16_000;
 
 export type EnginePool = WorkerPool<EngineJobs, EngineReport>;
 
@@ -50,6 +59,31 @@ export interface RemoteEngines {
     readonly vad?: string;
     readonly recognizer?: string;
     readonly synthesizer?: string;
+  };
+  /** Each recognition model's cost as the inference workers timed it at start-up, by model id. */
+  readonly recognitionCosts: Readonly<Record<string, RecognitionCostReport>>;
+}
+
+/** What learns from the inference workers' measured compute times (the capacity estimate). */
+export interface InferenceObserver {
+  /** A final recognition a worker finished for a waiting caller. */
+  observeRecognition(model: string, audioSeconds: number, computeSeconds: number): void;
+  /** Compute spent on synthesis, which shares the workers with finals and is not deferred. */
+  observeBackground(computeSeconds: number): void;
+}
+
+/** The inference pool's onJobDone for an observer: finals teach costs, synthesis counts as load. */
+export function observeInference(observer: InferenceObserver): (job: FinishedJob) => void {
+  return (job) => {
+    if (job.kind === 'synthesize') observer.observeBackground(job.seconds);
+    else if (
+      job.kind === 'recognize' &&
+      job.priority === JobPriority.final &&
+      job.outcome === 'result' &&
+      job.model !== undefined &&
+      job.size !== undefined
+    )
+      observer.observeRecognition(job.model, job.size, job.seconds);
   };
 }
 
@@ -78,7 +112,13 @@ export function createRemoteEngines(pools: { vad: PoolAndReport; inference: Pool
     synthesizer = createRemoteSynthesizer(pools.inference.pool, tts.defaultVoice, tts.voices);
   } else unavailable.synthesizer = tts?.reason ?? 'no speech synthesis worker is configured';
 
-  return { vad, recognizer, synthesizer, unavailable };
+  return {
+    vad,
+    recognizer,
+    synthesizer,
+    unavailable,
+    recognitionCosts: asr?.available === true ? asr.costs : {},
+  };
 }
 
 /**
@@ -150,6 +190,7 @@ function createRemoteRecognizer(
     maxInputSamples: report.maxInputSamples,
     allowedModels: report.allowedModels,
     unavailableModels: report.unavailableModels,
+    wordTimestampModels: report.wordTimestampModels,
     recognize(
       audio,
       { language, timestamps, model, priority, signal }: RecognizeOptions,
@@ -162,6 +203,7 @@ function createRemoteRecognizer(
           priority: priority === 'final' ? JobPriority.final : JobPriority.interim,
           signal,
           transfer: [own.buffer as ArrayBuffer],
+          size: own.length / RECOGNITION_SAMPLE_RATE,
         },
       );
     },
@@ -246,7 +288,13 @@ export interface StartedEngines {
 /** Builds and starts both pools from the config and wraps them as engines. */
 export async function startRemoteEngines(
   config: Config,
-  deps: { readonly metrics?: PoolMetrics; readonly logger?: Logger; readonly testHooks?: boolean },
+  deps: {
+    readonly metrics?: PoolMetrics;
+    readonly logger?: Logger;
+    readonly testHooks?: boolean;
+    /** Told of every job the inference workers answer, with its measured compute time. */
+    readonly onJobDone?: (job: FinishedJob) => void;
+  },
 ): Promise<StartedEngines> {
   const data = engineWorkerData(config, deps.testHooks);
   const common = {
@@ -269,6 +317,7 @@ export async function startRemoteEngines(
       name: 'inference',
       size: config.performance.workers,
       workerData: data.inference,
+      ...(deps.onJobDone === undefined ? {} : { onJobDone: deps.onJobDone }),
     }),
   };
   const close = async () => {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cortex/voice/v1/transcription.proto.
  */
 export const file_cortex_voice_v1_transcription: GenFile = /*@__PURE__*/
-  fileDesc("CiNjb3J0ZXgvdm9pY2UvdjEvdHJhbnNjcmlwdGlvbi5wcm90bxIPY29ydGV4LnZvaWNlLnYxImcKEVRyYW5zY3JpYmVSZXF1ZXN0EjYKBmNvbmZpZxgBIAEoCzIkLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaXB0aW9uQ29uZmlnSAASDwoFYXVkaW8YAiABKAxIAEIJCgdyZXF1ZXN0IpQCChNUcmFuc2NyaXB0aW9uQ29uZmlnEjIKDGF1ZGlvX2Zvcm1hdBgBIAEoCzIcLmNvcnRleC52b2ljZS52MS5BdWRpb0Zvcm1hdBIQCghsYW5ndWFnZRgCIAEoCRIXCg9pbnRlcmltX3Jlc3VsdHMYAyABKAgSGwoTaW50ZXJpbV9pbnRlcnZhbF9tcxgEIAEoDRI3CgtlbmRwb2ludGluZxgFIAEoCzIiLmNvcnRleC52b2ljZS52MS5FbmRwb2ludGluZ0NvbmZpZxI5Cgp0aW1lc3RhbXBzGAYgASgOMiUuY29ydGV4LnZvaWNlLnYxLlRpbWVzdGFtcEdyYW51bGFyaXR5Eg0KBW1vZGVsGAcgASgJIvcBChFFbmRwb2ludGluZ0NvbmZpZxIdChBzcGVlY2hfdGhyZXNob2xkGAEgASgCSACIAQESIwoWbWluX3NwZWVjaF9kdXJhdGlvbl9tcxgCIAEoDUgBiAEBEiQKF21pbl9zaWxlbmNlX2R1cmF0aW9uX21zGAMgASgNSAKIAQESGgoNc3BlZWNoX3BhZF9tcxgEIAEoDUgDiAEBQhMKEV9zcGVlY2hfdGhyZXNob2xkQhkKF19taW5fc3BlZWNoX2R1cmF0aW9uX21zQhoKGF9taW5fc2lsZW5jZV9kdXJhdGlvbl9tc0IQCg5fc3BlZWNoX3BhZF9tcyLCAQoSVHJhbnNjcmliZVJlc3BvbnNlEjgKDnNwZWVjaF9zdGFydGVkGAEgASgLMh4uY29ydGV4LnZvaWNlLnYxLlNwZWVjaFN0YXJ0ZWRIABI0CgxzcGVlY2hfZW5kZWQYAiABKAsyHC5jb3J0ZXgudm9pY2UudjEuU3BlZWNoRW5kZWRIABIzCgZyZXN1bHQYAyABKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdEgAQgcKBWV2ZW50IjsKDVNwZWVjaFN0YXJ0ZWQSFwoPdXR0ZXJhbmNlX2luZGV4GAEgASgNEhEKCW9mZnNldF9tcxgCIAEoDSI5CgtTcGVlY2hFbmRlZBIXCg91dHRlcmFuY2VfaW5kZXgYASABKA0SEQoJb2Zmc2V0X21zGAIgASgNIucBChBUcmFuc2NyaXB0UmVzdWx0EgwKBHRleHQYASABKAkSEAoIaXNfZmluYWwYAiABKAgSFwoPdXR0ZXJhbmNlX2luZGV4GAMgASgNEhAKCHN0YXJ0X21zGAQgASgNEg4KBmVuZF9tcxgFIAEoDRIQCghsYW5ndWFnZRgGIAEoCRIsCghzZWdtZW50cxgHIAMoCzIaLmNvcnRleC52b2ljZS52MS5UaW1lZFRleHQSKQoFd29yZHMYCCADKAsyGi5jb3J0ZXgudm9pY2UudjEuVGltZWRUZXh0Eg0KBW1vZGVsGAkgASgJIjsKCVRpbWVkVGV4dBIMCgR0ZXh0GAEgASgJEhAKCHN0YXJ0X21zGAIgASgNEg4KBmVuZF9tcxgDIAEoDSJcChVUcmFuc2NyaWJlRmlsZVJlcXVlc3QSNAoGY29uZmlnGAEgASgLMiQuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRpb25Db25maWcSDQoFYXVkaW8YAiABKAwiYQoWVHJhbnNjcmliZUZpbGVSZXNwb25zZRIyCgdyZXN1bHRzGAEgAygLMiEuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRSZXN1bHQSEwoLZHVyYXRpb25fbXMYAiABKA0qgAEKFFRpbWVzdGFtcEdyYW51bGFyaXR5EiUKIVRJTUVTVEFNUF9HUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEiEKHVRJTUVTVEFNUF9HUkFOVUxBUklUWV9TRUdNRU5UEAESHgoaVElNRVNUQU1QX0dSQU5VTEFSSVRZX1dPUkQQAjLNAQoNVHJhbnNjcmlwdGlvbhJZCgpUcmFuc2NyaWJlEiIuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVSZXF1ZXN0GiMuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVSZXNwb25zZSgBMAESYQoOVHJhbnNjcmliZUZpbGUSJi5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZUZpbGVSZXF1ZXN0GicuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVGaWxlUmVzcG9uc2ViBnByb3RvMw", [file_cortex_voice_v1_audio]);
+  fileDesc("CiNjb3J0ZXgvdm9pY2UvdjEvdHJhbnNjcmlwdGlvbi5wcm90bxIPY29ydGV4LnZvaWNlLnYxImcKEVRyYW5zY3JpYmVSZXF1ZXN0EjYKBmNvbmZpZxgBIAEoCzIkLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaXB0aW9uQ29uZmlnSAASDwoFYXVkaW8YAiABKAxIAEIJCgdyZXF1ZXN0IpQCChNUcmFuc2NyaXB0aW9uQ29uZmlnEjIKDGF1ZGlvX2Zvcm1hdBgBIAEoCzIcLmNvcnRleC52b2ljZS52MS5BdWRpb0Zvcm1hdBIQCghsYW5ndWFnZRgCIAEoCRIXCg9pbnRlcmltX3Jlc3VsdHMYAyABKAgSGwoTaW50ZXJpbV9pbnRlcnZhbF9tcxgEIAEoDRI3CgtlbmRwb2ludGluZxgFIAEoCzIiLmNvcnRleC52b2ljZS52MS5FbmRwb2ludGluZ0NvbmZpZxI5Cgp0aW1lc3RhbXBzGAYgASgOMiUuY29ydGV4LnZvaWNlLnYxLlRpbWVzdGFtcEdyYW51bGFyaXR5Eg0KBW1vZGVsGAcgASgJIvcBChFFbmRwb2ludGluZ0NvbmZpZxIdChBzcGVlY2hfdGhyZXNob2xkGAEgASgCSACIAQESIwoWbWluX3NwZWVjaF9kdXJhdGlvbl9tcxgCIAEoDUgBiAEBEiQKF21pbl9zaWxlbmNlX2R1cmF0aW9uX21zGAMgASgNSAKIAQESGgoNc3BlZWNoX3BhZF9tcxgEIAEoDUgDiAEBQhMKEV9zcGVlY2hfdGhyZXNob2xkQhkKF19taW5fc3BlZWNoX2R1cmF0aW9uX21zQhoKGF9taW5fc2lsZW5jZV9kdXJhdGlvbl9tc0IQCg5fc3BlZWNoX3BhZF9tcyLCAQoSVHJhbnNjcmliZVJlc3BvbnNlEjgKDnNwZWVjaF9zdGFydGVkGAEgASgLMh4uY29ydGV4LnZvaWNlLnYxLlNwZWVjaFN0YXJ0ZWRIABI0CgxzcGVlY2hfZW5kZWQYAiABKAsyHC5jb3J0ZXgudm9pY2UudjEuU3BlZWNoRW5kZWRIABIzCgZyZXN1bHQYAyABKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdEgAQgcKBWV2ZW50IjsKDVNwZWVjaFN0YXJ0ZWQSFwoPdXR0ZXJhbmNlX2luZGV4GAEgASgNEhEKCW9mZnNldF9tcxgCIAEoDSI5CgtTcGVlY2hFbmRlZBIXCg91dHRlcmFuY2VfaW5kZXgYASABKA0SEQoJb2Zmc2V0X21zGAIgASgNIucBChBUcmFuc2NyaXB0UmVzdWx0EgwKBHRleHQYASABKAkSEAoIaXNfZmluYWwYAiABKAgSFwoPdXR0ZXJhbmNlX2luZGV4GAMgASgNEhAKCHN0YXJ0X21zGAQgASgNEg4KBmVuZF9tcxgFIAEoDRIQCghsYW5ndWFnZRgGIAEoCRIsCghzZWdtZW50cxgHIAMoCzIaLmNvcnRleC52b2ljZS52MS5UaW1lZFRleHQSKQoFd29yZHMYCCADKAsyGi5jb3J0ZXgudm9pY2UudjEuVGltZWRUZXh0Eg0KBW1vZGVsGAkgASgJIjsKCVRpbWVkVGV4dBIMCgR0ZXh0GAEgASgJEhAKCHN0YXJ0X21zGAIgASgNEg4KBmVuZF9tcxgDIAEoDSJcChVUcmFuc2NyaWJlRmlsZVJlcXVlc3QSNAoGY29uZmlnGAEgASgLMiQuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRpb25Db25maWcSDQoFYXVkaW8YAiABKAwiYQoWVHJhbnNjcmliZUZpbGVSZXNwb25zZRIyCgdyZXN1bHRzGAEgAygLMiEuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRSZXN1bHQSEwoLZHVyYXRpb25fbXMYAiABKA0iFAoSR2V0Q2FwYWNpdHlSZXF1ZXN0Iu8BChNHZXRDYXBhY2l0eVJlc3BvbnNlEhoKEm1heF9maW5hbF9kZWxheV9tcxgBIAEoDRIPCgd3b3JrZXJzGAIgASgNEhgKEGFkbWl0dGVkX3N0cmVhbXMYAyABKA0SEgoKbG9hZF9yYXRpbxgEIAEoARIUCgxzcGVlY2hfcmF0aW8YBSABKAESHgoWbWVhbl91dHRlcmFuY2Vfc2Vjb25kcxgGIAEoARIXCg9yZWZ1c2VkX3N0cmVhbXMYByABKAQSLgoGbW9kZWxzGAggAygLMh4uY29ydGV4LnZvaWNlLnYxLk1vZGVsQ2FwYWNpdHkihgIKDU1vZGVsQ2FwYWNpdHkSDQoFbW9kZWwYASABKAkSFQoNZml4ZWRfc2Vjb25kcxgCIAEoARIgChhzZWNvbmRzX3Blcl9hdWRpb19zZWNvbmQYAyABKAESHQoVb2JzZXJ2ZWRfcmVjb2duaXRpb25zGAQgASgNEhgKEGFkbWl0dGVkX3N0cmVhbXMYBSABKA0SHwoXZXhwZWN0ZWRfZmluYWxfZGVsYXlfbXMYBiABKAESHgoWYWxsb3dlZF9maW5hbF9kZWxheV9tcxgHIAEoARIYChBjYXBhY2l0eV9zdHJlYW1zGAggASgNEhkKEWF2YWlsYWJsZV9zdHJlYW1zGAkgASgNKoABChRUaW1lc3RhbXBHcmFudWxhcml0eRIlCiFUSU1FU1RBTVBfR1JBTlVMQVJJVFlfVU5TUEVDSUZJRUQQABIhCh1USU1FU1RBTVBfR1JBTlVMQVJJVFlfU0VHTUVOVBABEh4KGlRJTUVTVEFNUF9HUkFOVUxBUklUWV9XT1JEEAIypwIKDVRyYW5zY3JpcHRpb24SWQoKVHJhbnNjcmliZRIiLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlUmVxdWVzdBojLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlUmVzcG9uc2UoATABEmEKDlRyYW5zY3JpYmVGaWxlEiYuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVGaWxlUmVxdWVzdBonLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlRmlsZVJlc3BvbnNlElgKC0dldENhcGFjaXR5EiMuY29ydGV4LnZvaWNlLnYxLkdldENhcGFjaXR5UmVxdWVzdBokLmNvcnRleC52b2ljZS52MS5HZXRDYXBhY2l0eVJlc3BvbnNlYgZwcm90bzM", [file_cortex_voice_v1_audio]);
 
 /**
  * One message of a Transcribe stream: the config first, then audio.
@@ -429,6 +429,182 @@ export const TranscribeFileResponseSchema: GenMessage<TranscribeFileResponse> = 
   messageDesc(file_cortex_voice_v1_transcription, 9);
 
 /**
+ * Asks for the live-transcription capacity estimate. No fields.
+ *
+ * @generated from message cortex.voice.v1.GetCapacityRequest
+ */
+export type GetCapacityRequest = Message<"cortex.voice.v1.GetCapacityRequest"> & {
+};
+
+/**
+ * Describes the message cortex.voice.v1.GetCapacityRequest.
+ * Use `create(GetCapacityRequestSchema)` to create a new message.
+ */
+export const GetCapacityRequestSchema: GenMessage<GetCapacityRequest> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 10);
+
+/**
+ * The live-transcription capacity estimate. Streams are real-time Transcribe streams; their load
+ * is learned from the share of their audio that becomes utterances and the typical utterance
+ * length, and each model's cost from its measured recognition times (a calibration at start-up,
+ * then every final). Expected delays come from an M/G/c queueing approximation (Allen–Cunneen)
+ * over the inference workers.
+ *
+ * @generated from message cortex.voice.v1.GetCapacityResponse
+ */
+export type GetCapacityResponse = Message<"cortex.voice.v1.GetCapacityResponse"> & {
+  /**
+   * The bound on the expected delay of a final, performance.max_final_delay_ms; 0 when admission
+   * by capacity is off (streams are then only counted, never refused for capacity).
+   *
+   * @generated from field: uint32 max_final_delay_ms = 1;
+   */
+  maxFinalDelayMs: number;
+
+  /**
+   * Inference workers serving recognitions (performance.workers).
+   *
+   * @generated from field: uint32 workers = 2;
+   */
+  workers: number;
+
+  /**
+   * Transcribe streams admitted and in progress.
+   *
+   * @generated from field: uint32 admitted_streams = 3;
+   */
+  admittedStreams: number;
+
+  /**
+   * Estimated share of the workers' time that the admitted streams' finals and other
+   * non-deferrable work (synthesis) take, 0 to 1; 1 or more means the server cannot keep up.
+   *
+   * @generated from field: double load_ratio = 4;
+   */
+  loadRatio: number;
+
+  /**
+   * Estimated share of a stream's audio that becomes utterances sent to recognition, learned
+   * across streams (starts at 1, never below its floor).
+   *
+   * @generated from field: double speech_ratio = 5;
+   */
+  speechRatio: number;
+
+  /**
+   * Estimated mean length of an utterance, in seconds, learned across streams.
+   *
+   * @generated from field: double mean_utterance_seconds = 6;
+   */
+  meanUtteranceSeconds: number;
+
+  /**
+   * Streams refused for capacity since the server started.
+   *
+   * @generated from field: uint64 refused_streams = 7;
+   */
+  refusedStreams: bigint;
+
+  /**
+   * One entry per speech recognition model the estimate knows.
+   *
+   * @generated from field: repeated cortex.voice.v1.ModelCapacity models = 8;
+   */
+  models: ModelCapacity[];
+};
+
+/**
+ * Describes the message cortex.voice.v1.GetCapacityResponse.
+ * Use `create(GetCapacityResponseSchema)` to create a new message.
+ */
+export const GetCapacityResponseSchema: GenMessage<GetCapacityResponse> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 11);
+
+/**
+ * The capacity estimate for streams that use one speech recognition model.
+ *
+ * @generated from message cortex.voice.v1.ModelCapacity
+ */
+export type ModelCapacity = Message<"cortex.voice.v1.ModelCapacity"> & {
+  /**
+   * The model id, as in TranscriptResult.model.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * Cost model of one recognition: compute seconds = fixed_seconds + seconds_per_audio_second x
+   * the utterance's seconds. This is the fixed part.
+   *
+   * @generated from field: double fixed_seconds = 2;
+   */
+  fixedSeconds: number;
+
+  /**
+   * Cost model of one recognition: compute seconds per second of utterance audio.
+   *
+   * @generated from field: double seconds_per_audio_second = 3;
+   */
+  secondsPerAudioSecond: number;
+
+  /**
+   * Finished final recognitions the cost model has learned from; 0 means the start-up calibration
+   * alone.
+   *
+   * @generated from field: uint32 observed_recognitions = 4;
+   */
+  observedRecognitions: number;
+
+  /**
+   * Admitted streams that use this model.
+   *
+   * @generated from field: uint32 admitted_streams = 5;
+   */
+  admittedStreams: number;
+
+  /**
+   * Expected delay of this model's finals under the current load, in milliseconds, from the end
+   * of the utterance to its result: queueing wait plus its own recognition. Infinity when the load
+   * is past what the workers can do.
+   *
+   * @generated from field: double expected_final_delay_ms = 6;
+   */
+  expectedFinalDelayMs: number;
+
+  /**
+   * The bound this model's finals are held to, in milliseconds: max_final_delay_ms, or, for a
+   * model whose recognition alone takes longer than that, its own recognition time plus
+   * max_final_delay_ms of queueing. 0 when admission by capacity is off.
+   *
+   * @generated from field: double allowed_final_delay_ms = 7;
+   */
+  allowedFinalDelayMs: number;
+
+  /**
+   * Streams of this model alone that the server could hold within the bound (within a load ratio
+   * below 1 when the bound is off).
+   *
+   * @generated from field: uint32 capacity_streams = 8;
+   */
+  capacityStreams: number;
+
+  /**
+   * Streams of this model that would still be admitted now, besides the admitted ones.
+   *
+   * @generated from field: uint32 available_streams = 9;
+   */
+  availableStreams: number;
+};
+
+/**
+ * Describes the message cortex.voice.v1.ModelCapacity.
+ * Use `create(ModelCapacitySchema)` to create a new message.
+ */
+export const ModelCapacitySchema: GenMessage<ModelCapacity> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 12);
+
+/**
  * Timestamps attached to final results.
  *
  * @generated from enum cortex.voice.v1.TimestampGranularity
@@ -496,6 +672,21 @@ export const Transcription: GenService<{
     methodKind: "unary";
     input: typeof TranscribeFileRequestSchema;
     output: typeof TranscribeFileResponseSchema;
+  },
+  /**
+   * How much live transcription the server can hold, estimated from measured inference times:
+   * the load of the admitted Transcribe streams, the expected delay of their finals, and how many
+   * more streams each model can take before that delay passes performance.max_final_delay_ms
+   * (beyond it a new Transcribe stream is refused with RESOURCE_EXHAUSTED). For autoscalers and
+   * load balancers; the same figures are Prometheus metrics (voice_stt_capacity_streams,
+   * voice_stt_load_ratio, voice_stt_expected_final_delay_seconds). Cheap: it runs no model.
+   *
+   * @generated from rpc cortex.voice.v1.Transcription.GetCapacity
+   */
+  getCapacity: {
+    methodKind: "unary";
+    input: typeof GetCapacityRequestSchema;
+    output: typeof GetCapacityResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cortex_voice_v1_transcription, 0);
