@@ -101,17 +101,3 @@ export function matchUtterance(
   });
   return best;
 }
-
-/** Low background noise (about −50 dBFS, white, from a fixed seed): a stream with no speech in it. */
-export function noiseStream(seconds: number, seed: number): StreamAudio {
-  const samples = new Float32Array(Math.round(seconds * RATE));
-  let state = seed >>> 0 || 1;
-  for (let index = 0; index < samples.length; index += 1) {
-    // xorshift32: cheap, deterministic, good enough for noise.
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    samples[index] = ((state >>> 0) / 0xffffffff - 0.5) * 0.011;
-  }
-  return { samples, utterances: [], seconds };
-}

@@ -1,16 +1,19 @@
 /**
- * (a) The library's pipeline called directly in this process: Silero VAD and the utterance
- * segmenter cut a stream into utterances, and the Whisper recognizer transcribes them, with no
- * workers, no gRPC and no queue in between.
+ * (a) The library's pipeline called directly: the stream is first cut into utterances exactly as
+ * the service cuts it (Silero VAD and the utterance segmenter, in this thread), then two worker
+ * threads, each with its own `automatic-speech-recognition` pipeline of @huggingface/transformers
+ * and one onnxruntime thread, recognise them as fast as they can, with no project code in the
+ * recognition path (stt-direct-worker.ts).
  */
-import { env, pipeline } from '@huggingface/transformers';
+import { Worker } from 'node:worker_threads';
 import { createSileroVad, type SileroVersion } from '../server/engines/silero-vad.js';
-import { createTransformersRecognizer } from '../server/engines/transformers-asr.js';
-import type { SpeechRecognizer, VadSession } from '../server/engines/types.js';
+import type { VadSession } from '../server/engines/types.js';
 import { detectSpeech } from '../server/pipeline/speech-detector.js';
 import { createUtteranceSegmenter, type SegmenterConfig } from '../server/pipeline/utterance-segmenter.js';
 import { SAMPLE_RATE, type StreamAudio } from './stt-audio.js';
-import { startLoadMeter } from './stt-stats.js';
+import type { DirectWorkerData, DirectWorkerReply, DirectWorkerRequest } from './stt-direct-worker.js';
+import { type BenchModel, pipelineOptions } from './stt-models.js';
+import { memoryOf, startLoadMeter } from './stt-stats.js';
 
 export interface Slice {
   readonly audio: Float32Array;
@@ -73,159 +76,142 @@ export async function segmentStream(
   return { slices, vadSeconds, cpuSeconds, vadCalls };
 }
 
-export interface ModelRef {
-  readonly cacheDir: string;
-  readonly modelId: string;
-}
-
-/** A warmed-up in-process recognizer with `threads` onnxruntime intra-op threads. */
-export async function loadRecognizer(model: ModelRef, threads: number): Promise<SpeechRecognizer> {
-  const recognizer = createTransformersRecognizer({
-    cacheDir: model.cacheDir,
-    allowRemote: false,
-    defaultModel: model.modelId,
-    dtype: 'fp32',
-    allowedModels: [],
-    device: 'cpu',
-    threads,
-  });
-  await recognizer.warmUp();
-  return recognizer;
-}
-
-export interface DirectRun {
-  /** Per call, in ms, in the order the calls finished. */
-  readonly latenciesMs: number[];
-  readonly wallSeconds: number;
-  /** CPU time of this process (every thread) during the run, in seconds. */
-  readonly cpuSeconds: number;
-  /** Cores kept busy by other processes during the run. */
-  readonly otherLoadCores: number;
-  readonly audioSeconds: number;
+export interface LibraryRun {
+  readonly workers: number;
+  /** Timed calls (every slice, `rounds` times), after one untimed warm-up round per worker. */
   readonly calls: number;
+  readonly rounds: number;
+  /** Seconds of utterance audio recognised. */
+  readonly audioSeconds: number;
+  readonly wallSeconds: number;
+  /** CPU time of this process (every thread) during the timed calls. */
+  readonly cpuSeconds: number;
+  /** Per call, inside the worker, in ms. */
+  readonly latenciesMs: number[];
+  /** Cores kept busy by other processes during the timed calls. */
+  readonly otherLoadCores: number;
+  /** Pipeline load time per worker, ms. */
+  readonly loadMs: number[];
+  /** RSS of this process with the pipelines loaded. */
+  readonly rssMiB: number;
+  readonly text: string;
 }
 
-/** Recognizes every slice `rounds` times, `concurrency` calls at a time, and times each call. */
-export async function runDirect(
-  recognizer: SpeechRecognizer,
+/**
+ * Recognises the slices on `workers` threads, each pulling the next slice when it is free, in
+ * whole rounds until at least `minSeconds` have passed.
+ */
+export async function runLibrary(
+  model: BenchModel,
   slices: readonly Slice[],
-  options: { concurrency: number; rounds: number },
-): Promise<DirectRun> {
-  const work = Array.from({ length: options.rounds }, () => slices).flat();
-  const latenciesMs: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  const cpuBefore = process.cpuUsage();
-  const otherLoad = startLoadMeter(() => [process.pid]);
-  const lane = async () => {
-    for (let item = work[next++]; item !== undefined; item = work[next++]) {
-      const callStarted = performance.now();
-      await recognizer.recognize(item.audio.slice(), {
-        language: 'en',
-        timestamps: 'none',
-        priority: 'final',
-        model: undefined,
-        signal: new AbortController().signal,
-      });
-      latenciesMs.push(performance.now() - callStarted);
+  options: { workers: number; minSeconds: number; maxRounds: number },
+): Promise<LibraryRun> {
+  const lanes = await Promise.all(
+    Array.from({ length: options.workers }, () =>
+      startLane({ cacheDir: model.cacheDir, modelId: model.modelId }),
+    ),
+  );
+  try {
+    const call = (lane: Lane, slice: Slice) =>
+      lane.recognize(slice.audio.slice(), pipelineOptions(model.family, slice.audio.length));
+    // Warm-up: one second of silence and one utterance per worker, untimed.
+    const warm = slices[0];
+    await Promise.all(
+      lanes.map(async (lane) => {
+        await lane.recognize(new Float32Array(SAMPLE_RATE), pipelineOptions(model.family, SAMPLE_RATE));
+        if (warm !== undefined) await call(lane, warm);
+      }),
+    );
+    const latenciesMs: number[] = [];
+    let text = '';
+    let rounds = 0;
+    const started = performance.now();
+    const cpuBefore = process.cpuUsage();
+    const otherLoad = startLoadMeter(() => [process.pid]);
+    while (rounds < options.maxRounds) {
+      let next = 0;
+      await Promise.all(
+        lanes.map(async (lane) => {
+          for (let slice = slices[next++]; slice !== undefined; slice = slices[next++]) {
+            const done = await call(lane, slice);
+            latenciesMs.push(done.ms);
+            text = done.text;
+          }
+        }),
+      );
+      rounds += 1;
+      if ((performance.now() - started) / 1000 >= options.minSeconds) break;
     }
-  };
-  await Promise.all(Array.from({ length: options.concurrency }, lane));
-  const wallSeconds = (performance.now() - started) / 1000;
-  const cpuSeconds = cpuSecondsSince(cpuBefore);
-  const audioSeconds = work.reduce((total, slice) => total + slice.audio.length / SAMPLE_RATE, 0);
+    const wallSeconds = (performance.now() - started) / 1000;
+    const cpuSeconds = cpuSecondsSince(cpuBefore);
+    const otherLoadCores = otherLoad();
+    const roundSeconds = slices.reduce((total, slice) => total + slice.audio.length / SAMPLE_RATE, 0);
+    return {
+      workers: options.workers,
+      calls: latenciesMs.length,
+      rounds,
+      audioSeconds: roundSeconds * rounds,
+      wallSeconds,
+      cpuSeconds,
+      latenciesMs,
+      otherLoadCores,
+      loadMs: lanes.map((lane) => lane.loadMs),
+      rssMiB: memoryOf(process.pid).rssMiB,
+      text: text.trim(),
+    };
+  } finally {
+    await Promise.all(lanes.map((lane) => lane.stop()));
+  }
+}
+
+interface Lane {
+  readonly loadMs: number;
+  recognize(audio: Float32Array, options: Record<string, unknown>): Promise<{ ms: number; text: string }>;
+  stop(): Promise<void>;
+}
+
+/** A worker thread with its pipeline loaded; one call at a time. */
+async function startLane(data: DirectWorkerData): Promise<Lane> {
+  const worker = new Worker(new URL('./stt-direct-worker.js', import.meta.url), { workerData: data });
+  let waiting: { resolve(reply: DirectWorkerReply): void; reject(error: Error): void } | undefined;
+  const next = () =>
+    new Promise<DirectWorkerReply>((resolve, reject) => {
+      waiting = { resolve, reject };
+    });
+  worker.on('message', (reply: DirectWorkerReply) => waiting?.resolve(reply));
+  worker.on('error', (error) => waiting?.reject(error));
+  worker.on('exit', (code) => waiting?.reject(new Error(`the library worker exited with ${code}`)));
+  const ready = await next();
+  if (ready.type !== 'ready') {
+    await worker.terminate();
+    throw new Error(
+      `the library pipeline did not load: ${ready.type === 'failed' ? ready.message : ready.type}`,
+    );
+  }
   return {
-    latenciesMs,
-    wallSeconds,
-    cpuSeconds,
-    otherLoadCores: otherLoad(),
-    audioSeconds,
-    calls: work.length,
+    loadMs: ready.loadMs,
+    async recognize(audio, options) {
+      const reply = next();
+      worker.postMessage({ type: 'recognize', audio, options } satisfies DirectWorkerRequest, [
+        audio.buffer as ArrayBuffer,
+      ]);
+      const done = await reply;
+      if (done.type !== 'done') {
+        throw new Error(`a library call failed: ${done.type === 'failed' ? done.message : done.type}`);
+      }
+      return done;
+    },
+    async stop() {
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.postMessage({ type: 'stop' } satisfies DirectWorkerRequest);
+      const timer = setTimeout(() => void worker.terminate(), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
   };
 }
 
 function cpuSecondsSince(before: NodeJS.CpuUsage): number {
   const used = process.cpuUsage(before);
   return (used.user + used.system) / 1e6;
-}
-
-export interface CallBreakdown {
-  readonly totalMs: number;
-  /** Log-mel features of the 30 s window, computed in JavaScript on the calling thread. */
-  readonly featuresMs: number;
-  readonly encoderMs: number;
-  readonly decoderMs: number;
-  readonly decoderSteps: number;
-}
-
-interface Timed {
-  run?(...args: unknown[]): Promise<unknown>;
-  _call?(...args: unknown[]): Promise<unknown>;
-}
-
-interface BreakdownPipeline {
-  (audio: Float32Array, options: Record<string, unknown>): Promise<unknown>;
-  /** transformers' Callable: calling it calls its `_call`, which can be replaced per instance. */
-  processor: Timed;
-  model: { sessions: Record<string, Timed> };
-  dispose(): Promise<void>;
-}
-
-/**
- * Where one call's time goes: the same transformers pipeline the recognizer uses, with its feature
- * extractor and ONNX sessions timed inside the call.
- */
-export async function breakdownCalls(
-  model: ModelRef,
-  slices: readonly Slice[],
-  threads: number,
-): Promise<CallBreakdown[]> {
-  env.localModelPath = model.cacheDir;
-  env.cacheDir = model.cacheDir;
-  env.allowLocalModels = true;
-  env.allowRemoteModels = false;
-  const pipe = (await pipeline('automatic-speech-recognition', model.modelId, {
-    local_files_only: true,
-    dtype: 'fp32',
-    device: 'cpu',
-    session_options: { intraOpNumThreads: threads, interOpNumThreads: 1 },
-  })) as unknown as BreakdownPipeline;
-  const spent = new Map<string, { ms: number; runs: number }>();
-  const time = (name: string, target: Timed, method: 'run' | '_call') => {
-    const original = target[method]?.bind(target);
-    if (original === undefined) throw new Error(`transformers changed: ${name} has no ${method}()`);
-    target[method] = async (...args: unknown[]) => {
-      const started = performance.now();
-      try {
-        return await original(...args);
-      } finally {
-        const entry = spent.get(name) ?? { ms: 0, runs: 0 };
-        spent.set(name, { ms: entry.ms + performance.now() - started, runs: entry.runs + 1 });
-      }
-    };
-  };
-  time('features', pipe.processor, '_call');
-  for (const [name, session] of Object.entries(pipe.model.sessions)) time(name, session, 'run');
-  const options = { language: 'en', task: 'transcribe' };
-  await pipe(new Float32Array(SAMPLE_RATE), options);
-  const results: CallBreakdown[] = [];
-  for (const slice of slices) {
-    spent.clear();
-    const started = performance.now();
-    await pipe(slice.audio, options);
-    const totalMs = performance.now() - started;
-    const decoder = spent.get('decoder_model_merged') ?? { ms: 0, runs: 0 };
-    const encoderMs = [...spent.entries()]
-      .filter(([name]) => name !== 'decoder_model_merged' && name !== 'features')
-      .reduce((total, [, entry]) => total + entry.ms, 0);
-    results.push({
-      totalMs,
-      featuresMs: spent.get('features')?.ms ?? Number.NaN,
-      encoderMs,
-      decoderMs: decoder.ms,
-      decoderSteps: decoder.runs,
-    });
-  }
-  await pipe.dispose();
-  return results;
 }

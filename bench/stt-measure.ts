@@ -1,146 +1,151 @@
 /**
- * One measured service run: the streams, and around them the server's metrics, CPU, memory and
- * queue depth, and the CPU other processes on the machine took meanwhile.
+ * One measured service run: the streams, and around them the server's CPU (from /proc), peak RSS,
+ * queue depth and recognition jobs, this bench process's own CPU (it is the load generator, on the
+ * same cores) and the CPU other processes on the machine took meanwhile.
  */
-
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { StreamAudio } from './stt-audio.js';
 import type { RunningService } from './stt-service.js';
 import { cpuSecondsOf, memoryOf, percentile, startLoadMeter } from './stt-stats.js';
-import { type FinalRecord, runStreams, type StreamRunOptions } from './stt-streams.js';
+import { runStreams, type StreamRunOptions } from './stt-streams.js';
 
 export interface ServiceRun {
   readonly label: string;
+  /** Streams offered. */
   readonly streams: number;
   readonly paced: boolean;
-  readonly threads: number;
-  readonly audioSeconds: number;
-  readonly wallSeconds: number;
+  readonly admitted: number;
+  readonly refused: number;
+  readonly refusedReasons: string[];
+  /** Admitted streams cancelled at the run's deadline. */
+  readonly deadline: number;
+  /** Admitted streams that ended with an error, e.g. "failed RESOURCE_EXHAUSTED". */
+  readonly failed: string[];
+  /** Utterances in admitted streams, finals received, and utterances without a final. */
   readonly expected: number;
-  readonly finals: FinalRecord[];
-  readonly missed: number;
-  readonly errors: string[];
-  /** Final result − (last speech sample sent + min silence), ms. */
-  readonly latencyMs: number[];
-  /** Speech-ended event − (last speech sample sent + min silence), ms: the VAD's endpointing. */
-  readonly endpointingMs: number[];
-  /** Final − speech-ended, ms: queueing, recognition and transport after the utterance was cut. */
-  readonly afterEndMs: number[];
-  /** Final − speech-ended − that job's in-worker recognition time, ms (single-stream runs only). */
-  readonly overheadMs: number[];
-  /** Seconds of speech audio in the utterances recognized. */
+  readonly finals: number;
+  readonly lost: number;
+  /** Seconds of audio of the admitted streams, silences included. */
+  readonly audioSeconds: number;
+  /** Seconds of utterance audio (as cut, padding included) of the finals received. */
   readonly utteranceSeconds: number;
-  readonly vadCoreSeconds: number;
-  readonly vadJobs: number;
-  readonly recognizeSeconds: number;
+  readonly wallSeconds: number;
+  /** Final − true end of the spoken sentence, ms. */
+  readonly speechEndToFinalMs: number[];
+  /** Final − speech-ended event of the same utterance, ms. */
+  readonly speechEndedToFinalMs: number[];
+  readonly texts: string[];
   readonly recognizeJobs: number;
+  readonly recognizeSeconds: number;
   readonly serverCpuSeconds: number;
+  readonly clientCpuSeconds: number;
+  /** p95 of how late the client sent a chunk after it had been "recorded", ms (paced runs). */
+  readonly sendLagP95Ms: number;
   readonly peakRssMiB: number;
   readonly maxQueueDepth: number;
-  /** Seconds after the first chunk when the queue was deepest. */
-  readonly maxQueueAtSeconds: number;
-  /** Cores kept busy by other processes during the run. */
+  /** The server's own estimate of how many streams it can hold (voice_stt_capacity_streams), if it exports one. */
+  readonly capacityEstimate: number;
   readonly otherLoadCores: number;
   /** How the server process ended during the run, if it did. */
   readonly serverExit: string | undefined;
 }
 
 const RECOGNIZE = { kind: 'recognize' };
-const VAD = { kind: 'vad' };
+const CAPACITY = 'voice_stt_capacity_streams';
 
 export async function measureRun(
   service: RunningService,
   audio: readonly StreamAudio[],
-  options: Omit<StreamRunOptions, 'onFinal'> & { label: string; threads: number },
+  options: StreamRunOptions & { label: string },
 ): Promise<ServiceRun> {
+  await settle(service);
   const before = await service.scrape();
   const cpuBefore = cpuSecondsOf(service.pid);
+  const clientBefore = process.cpuUsage();
   const otherLoad = startLoadMeter(() => [process.pid, service.pid]);
-  const started = performance.now();
 
   let peakRssMiB = memoryOf(service.pid).rssMiB;
   let maxQueueDepth = 0;
-  let maxQueueAtSeconds = 0;
   const rssTimer = setInterval(() => {
     if (service.exited() === undefined) peakRssMiB = Math.max(peakRssMiB, memoryOf(service.pid).rssMiB);
   }, 250);
   const queueTimer = setInterval(() => {
     service.scrape().then(
       (snapshot) => {
-        const depth = snapshot.value('voice_worker_queue_depth');
-        if (depth > maxQueueDepth) {
-          maxQueueDepth = depth;
-          maxQueueAtSeconds = (performance.now() - started) / 1000;
-        }
+        maxQueueDepth = Math.max(maxQueueDepth, snapshot.value('voice_worker_queue_depth'));
       },
       () => {},
     );
   }, 1000);
 
-  // With one stream, each final's in-worker recognition time is the growth of the metric's sum.
-  const overheadMs: number[] = [];
-  let lastSum = before.value('voice_inference_seconds_sum', RECOGNIZE);
-  let lastCount = before.value('voice_inference_seconds_count', RECOGNIZE);
-  let pairing: Promise<void> = Promise.resolve();
-  const onFinal =
-    audio.length === 1
-      ? (final: FinalRecord) => {
-          pairing = pairing.then(async () => {
-            const now = await service.scrape();
-            const sum = now.value('voice_inference_seconds_sum', RECOGNIZE);
-            const count = now.value('voice_inference_seconds_count', RECOGNIZE);
-            if (count - lastCount === 1) {
-              overheadMs.push(final.finalAt - final.speechEndedAt - (sum - lastSum) * 1000);
-            }
-            lastSum = sum;
-            lastCount = count;
-          });
-        }
-      : undefined;
-
   let outcome: Awaited<ReturnType<typeof runStreams>>;
   try {
-    outcome = await runStreams(service.client, audio, { ...options, ...(onFinal ? { onFinal } : {}) });
-    await pairing;
+    outcome = await runStreams(service.client, audio, options);
   } finally {
     clearInterval(rssTimer);
     clearInterval(queueTimer);
   }
+  const serverExit = service.exited();
+  const serverCpuSeconds = serverExit === undefined ? cpuSecondsOf(service.pid) - cpuBefore : Number.NaN;
+  const client = process.cpuUsage(clientBefore);
+  const otherLoadCores = otherLoad();
   // A server that died during the run leaves its counters unknown.
   const after = await service.scrape().catch(() => undefined);
-  const serverExit = service.exited();
-  const delta = (name: string, labels: Record<string, string>) =>
-    after === undefined ? Number.NaN : after.value(name, labels) - before.value(name, labels);
-  const finals = outcome.finals;
+  const delta = (name: string) =>
+    after === undefined ? Number.NaN : after.value(name, RECOGNIZE) - before.value(name, RECOGNIZE);
+  const { finals, ends } = outcome;
+  const refused = ends.filter((end) => end === 'refused').length;
   return {
     label: options.label,
     streams: audio.length,
     paced: options.paced,
-    threads: options.threads,
+    admitted: audio.length - refused,
+    refused,
+    refusedReasons: outcome.refusedReasons,
+    deadline: ends.filter((end) => end === 'deadline').length,
+    failed: ends.filter((end) => end.startsWith('failed')),
+    expected: outcome.expected,
+    finals: finals.length,
+    lost: outcome.lost,
     audioSeconds: outcome.audioSeconds,
-    wallSeconds: outcome.wallSeconds,
-    expected: audio.reduce((total, stream) => total + stream.utterances.length, 0),
-    finals,
-    missed: outcome.missed,
-    errors: outcome.errors,
-    latencyMs: finals.map((final) => final.finalAt - final.endOfSpeechAt).filter(Number.isFinite),
-    endpointingMs: finals.map((final) => final.speechEndedAt - final.endOfSpeechAt).filter(Number.isFinite),
-    afterEndMs: finals.map((final) => final.finalAt - final.speechEndedAt).filter(Number.isFinite),
-    overheadMs,
     utteranceSeconds: finals.reduce((total, final) => total + (final.endMs - final.startMs) / 1000, 0),
-    vadCoreSeconds: delta('voice_inference_seconds_sum', VAD),
-    vadJobs: delta('voice_inference_seconds_count', VAD),
-    recognizeSeconds: delta('voice_inference_seconds_sum', RECOGNIZE),
-    recognizeJobs: delta('voice_inference_seconds_count', RECOGNIZE),
-    serverCpuSeconds: serverExit === undefined ? cpuSecondsOf(service.pid) - cpuBefore : Number.NaN,
+    wallSeconds: outcome.wallSeconds,
+    speechEndToFinalMs: finals.map((final) => final.finalAt - final.speechEndAt).filter(Number.isFinite),
+    speechEndedToFinalMs: finals.map((final) => final.finalAt - final.speechEndedAt).filter(Number.isFinite),
+    texts: [...new Set(finals.map((final) => final.text))],
+    recognizeJobs: delta('voice_inference_seconds_count'),
+    recognizeSeconds: delta('voice_inference_seconds_sum'),
+    serverCpuSeconds,
+    clientCpuSeconds: (client.user + client.system) / 1e6,
+    sendLagP95Ms: percentile(outcome.sendLagMs, 95),
     peakRssMiB,
     maxQueueDepth,
-    maxQueueAtSeconds,
-    otherLoadCores: otherLoad(),
+    capacityEstimate:
+      after?.has(CAPACITY) === true ? after.value(CAPACITY, { model: options.model }) : Number.NaN,
+    otherLoadCores,
     serverExit,
   };
 }
 
-/** p50 / p95 / max of a list, for one table cell. */
-export function spread(values: readonly number[]): { p50: number; p95: number; max: number } {
-  return { p50: percentile(values, 50), p95: percentile(values, 95), max: percentile(values, 100) };
+/** Waits (up to 15 s) until the previous run's streams and jobs are gone from the server. */
+async function settle(service: RunningService): Promise<void> {
+  const until = performance.now() + 15_000;
+  while (performance.now() < until && service.exited() === undefined) {
+    const snapshot = await service.scrape();
+    if (snapshot.value('voice_active_streams') === 0 && snapshot.value('voice_worker_queue_depth') === 0) {
+      return;
+    }
+    await sleep(200);
+  }
+}
+
+/** Whether a run held its admitted streams: every final, p95 speech-ended → final within the bound. */
+export function held(run: ServiceRun, boundMs: number): boolean {
+  return (
+    run.admitted > 0 &&
+    run.lost === 0 &&
+    run.failed.length === 0 &&
+    run.deadline === 0 &&
+    percentile(run.speechEndedToFinalMs, 95) <= boundMs
+  );
 }

@@ -10,6 +10,59 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { createVoiceClient, ServingStatus, type VoiceClient } from '../clients/node/index.js';
+import { ENV_OVERRIDES } from '../server/config.js';
+
+export interface ServerSettings {
+  readonly cacheDir: string;
+  readonly modelId: string;
+  readonly workers: number;
+  /** performance.max_final_delay_ms; undefined keeps the server's default. */
+  readonly maxFinalDelayMs?: number | undefined;
+  /** models.stt.speculative_finals; undefined keeps the server's default. */
+  readonly speculativeFinals?: boolean | undefined;
+}
+
+/**
+ * The server's config for one generated model: the model serves every stream (default and English
+ * model alike), nothing is downloaded, one onnxruntime thread per worker. Per-client rate limits and
+ * the cap on calls in progress are lifted: every stream comes from one address, and admission by
+ * capacity is what is measured.
+ */
+export function benchConfig(settings: ServerSettings): Record<string, unknown> {
+  return {
+    service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2 },
+    models: {
+      cache_dir: settings.cacheDir,
+      allow_downloads: false,
+      stt: {
+        model: settings.modelId,
+        english_model: settings.modelId,
+        dtype: 'fp32',
+        language: 'en',
+        ...(settings.speculativeFinals === undefined
+          ? {}
+          : { speculative_finals: settings.speculativeFinals }),
+      },
+    },
+    performance: {
+      workers: settings.workers,
+      inference_threads: 1,
+      max_concurrent_requests: 10_000,
+      ...(settings.maxFinalDelayMs === undefined ? {} : { max_final_delay_ms: settings.maxFinalDelayMs }),
+    },
+    logging: { level: 'info', format: 'json', output: 'stdout' },
+    monitoring: { host: '127.0.0.1', prometheus_port: 0 },
+    security: { rate_limit: { enabled: false } },
+  };
+}
+
+/** This process's environment without the variables that would override the server's config. */
+export function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const { variable } of ENV_OVERRIDES) delete env[variable];
+  delete env.VOICE_CONFIG;
+  return env;
+}
 
 export interface RunningService {
   readonly pid: number;
@@ -134,6 +187,8 @@ function stopChild(child: ChildProcess): Promise<void> {
 export interface MetricsSnapshot {
   /** Sum of every sample named `name` whose labels include all of `labels`. */
   value(name: string, labels?: Record<string, string>): number;
+  /** Whether the server exports a sample named `name`. */
+  has(name: string): boolean;
 }
 
 export async function scrapeMetrics(url: string): Promise<MetricsSnapshot> {
@@ -150,6 +205,7 @@ export async function scrapeMetrics(url: string): Promise<MetricsSnapshot> {
     samples.push({ name: match[1] ?? '', labels, value: Number(match[3]) });
   }
   return {
+    has: (name) => samples.some((sample) => sample.name === name),
     value(name, wanted = {}) {
       return samples
         .filter(
