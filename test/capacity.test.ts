@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  type CapacityOptions,
-  createCapacityEstimator,
-  erlangC,
-  meanWait,
-} from '../server/service/capacity.js';
+import { type CapacityOptions, createCapacityEstimator } from '../server/service/capacity.js';
+import { erlangC, meanWait } from '../server/service/queueing.js';
 
 /** A clock the test moves by hand, in milliseconds. */
 function manualClock() {

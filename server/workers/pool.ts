@@ -1,21 +1,34 @@
 /**
  * A pool of model workers (worker_threads). Each worker loads its engines once, reports ready, then
- * runs one job at a time. Jobs wait in a bounded priority queue (lower number first, FIFO within a
- * priority). When the queue is full, a job that outranks the worst queued priority takes the place of
- * the newest job of that priority, which is refused as the full queue refuses: a flood of interims
- * never refuses a final. An abort drops a queued job at once; a running job's worker is told to stop
- * it and the caller is answered at once, but the worker takes new work only when it has finished. A
- * worker that dies, or whose reply cannot be deserialized, fails only its own job (WORKER_CRASHED)
- * and is replaced; the queue is served meanwhile by the others. `reload` replaces every worker by one
- * that loads its engines anew (models installed since start-up): the old workers serve until the new
- * ones are ready, then finish the job they are running and exit. `onJobDone` hears of every answer
- * with the compute time the worker measured (the capacity estimate learns from it).
+ * runs one job at a time. Jobs wait in a bounded priority queue (priority-queue.ts: lower number
+ * first, FIFO within a priority). When the queue is full, a job that outranks the worst queued
+ * priority takes the place of the newest job of that priority, which is refused as the full queue
+ * refuses: a flood of interims never refuses a final. An abort drops a queued job at once; a
+ * running job's worker is told to stop it and the caller is answered at once, but the worker takes
+ * new work only when it has finished. A worker that dies, or whose reply cannot be deserialized,
+ * fails only its own job (WORKER_CRASHED) and is replaced; the queue is served meanwhile by the
+ * others. `reload` replaces every worker by one that loads its engines anew (models installed since
+ * start-up; generations.ts keeps the books): the old workers serve until the new ones are ready,
+ * then finish the job they are running and exit. `onJobDone` hears of every answer with the compute
+ * time the worker measured (the capacity estimate learns from it).
  */
 import { type ResourceLimits, type TransferListItem, Worker } from 'node:worker_threads';
 import { Reason, VoiceError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { createGenerations } from './generations.js';
 import type { FromWorker, JobMap, ToWorker, WireError } from './messages.js';
+import {
+  fromWire,
+  poolShutDown,
+  queueFull,
+  reloadFailed,
+  replyUnreadable,
+  startFailed,
+  transferFailed,
+  workerDied,
+} from './pool-errors.js';
+import { createPriorityQueue } from './priority-queue.js';
 
 export type PoolMetrics = Pick<Metrics, 'inferenceSeconds' | 'queueDepth' | 'busyWorkers'>;
 
@@ -127,8 +140,6 @@ interface Slot {
 const MAX_RESTART_DELAY_MS = 5000;
 /** Tries a worker gets to load its engines at start-up before the pool gives up. */
 const START_ATTEMPTS = 3;
-const OVERLOADED_RETRY_MS = 1000;
-const CRASHED_RETRY_MS = 500;
 
 export function createWorkerPool<Jobs extends JobMap, Report>(
   options: WorkerPoolOptions,
@@ -137,9 +148,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
   const script = options.script ?? new URL('./engine-worker.js', import.meta.url);
   const restartDelayMs = options.restartDelayMs ?? 100;
   const slots = new Set<Slot>();
-  /** Waiting jobs by priority, each FIFO. */
-  const queues = new Map<number, Job[]>();
-  let queued = 0;
+  const queue = createPriorityQueue<Job>(options.queueSize, metrics?.queueDepth);
   let nextJobId = 1;
   let nextWorkerNumber = 1;
   let restarts = 0;
@@ -150,21 +159,27 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
   let startup: { resolve: (report: Report) => void; reject: (error: unknown) => void } | undefined;
   const restartTimers = new Set<NodeJS.Timeout>();
   let closing: Promise<void> | undefined;
-  let workerData = options.workerData;
-  let generation = 0;
-  let reloading:
-    | {
-        readonly resolve: (report: Report) => void;
-        readonly reject: (error: unknown) => void;
-        readonly previous: { readonly workerData: unknown; readonly generation: number };
-        report: Report | undefined;
-        failures: number;
+  const generations = createGenerations<Report>({
+    name,
+    size,
+    attempts: START_ATTEMPTS,
+    workerData: options.workerData,
+    logger,
+    readyWorkers(generation) {
+      let ready = 0;
+      for (const slot of slots) {
+        if (slot.generation === generation && (slot.state === 'idle' || slot.state === 'busy')) ready += 1;
       }
-    | undefined;
+      return ready;
+    },
+    retire(which) {
+      for (const slot of slots) if (which(slot.generation)) retire(slot);
+    },
+  });
 
   function spawn(): void {
     const worker = new Worker(script, {
-      workerData,
+      workerData: generations.workerData,
       ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
     });
     const slot: Slot = {
@@ -173,7 +188,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       state: 'starting',
       job: undefined,
       error: undefined,
-      generation,
+      generation: generations.current,
       retired: false,
     };
     slots.add(slot);
@@ -199,10 +214,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         startup.resolve(firstReport);
         startup = undefined;
       }
-      if (reloading !== undefined && slot.generation === generation) {
-        reloading.report ??= message.report;
-        finishReloadWhenReady();
-      }
+      generations.ready(slot.generation, message.report);
       pump();
       return;
     }
@@ -219,7 +231,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       }
       settle(job, () => job.resolve(message.result));
     } else {
-      settle(job, () => job.reject(fromWire(message.error, job.kind)));
+      settle(job, () => job.reject(jobFailed(message.error, job.kind)));
     }
     pump();
   }
@@ -254,15 +266,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     );
     const job = slot.job;
     if (job !== undefined) {
-      settle(job, () =>
-        job.reject(
-          new VoiceError(
-            Reason.WorkerCrashed,
-            `the "${name}" model worker sent a reply to this job that could not be read; the worker is being replaced and the job may be retried`,
-            { retryAfterMs: CRASHED_RETRY_MS, cause: error },
-          ),
-        ),
-      );
+      settle(job, () => job.reject(replyUnreadable(name, error)));
     }
     slot.error ??= new Error(`a reply could not be deserialized: ${error.message}`, { cause: error });
     // A busy (or starting) slot stays so until the exit, so it is given no new job meanwhile.
@@ -270,15 +274,11 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     void slot.worker.terminate();
   }
 
-  function fromWire(error: WireError, kind: string): VoiceError {
+  function jobFailed(error: WireError, kind: string): VoiceError {
     if (error.detail !== undefined) {
       logger?.error({ pool: name, kind, detail: error.detail }, 'model worker job failed unexpectedly');
     }
-    return new VoiceError(
-      error.reason,
-      error.message,
-      error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs },
-    );
+    return fromWire(error);
   }
 
   function onExit(slot: Slot, code: number): void {
@@ -300,28 +300,11 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     if (previous === 'busy') metrics?.busyWorkers.dec();
     if (job !== undefined) {
       slot.job = undefined;
-      settle(job, () =>
-        job.reject(
-          new VoiceError(
-            Reason.WorkerCrashed,
-            `the "${name}" model worker died while running this job; the job may be retried`,
-            { retryAfterMs: CRASHED_RETRY_MS, cause: slot.error },
-          ),
-        ),
-      );
+      settle(job, () => job.reject(workerDied(name, slot.error)));
     }
-    if (previous === 'starting' && reloading !== undefined && slot.generation === generation) {
-      reloading.failures += 1;
-      if (reloading.failures >= START_ATTEMPTS) {
-        abandonReload(
-          new VoiceError(
-            Reason.EngineUnavailable,
-            `the "${name}" model workers kept failing while loading after a reload: ${slot.error?.message ?? `exit code ${code}`}`,
-            { cause: slot.error },
-          ),
-        );
-        return;
-      }
+    if (previous === 'starting' && generations.loadFailed(slot.generation)) {
+      generations.abandon(reloadFailed(name, code, slot.error));
+      return;
     }
     // A worker that dies while loading at start-up gets a few more tries (a transient file-system or
     // memory problem); a model that is simply missing never gets here, it is reported as unavailable.
@@ -333,18 +316,12 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     } else if (previous === 'starting' && startup !== undefined) {
       const failed = startup;
       startup = undefined;
-      failed.reject(
-        new VoiceError(
-          Reason.EngineUnavailable,
-          `the "${name}" model worker ${slot.number} failed while loading its engines: ${cause}`,
-          { cause: slot.error },
-        ),
-      );
+      failed.reject(startFailed(name, slot.number, cause, slot.error));
       void close();
       return;
     }
     // A worker of the generation a reload is replacing, or one the reload retired, is not restarted.
-    if (slot.retired || (reloading !== undefined && slot.generation !== generation)) return;
+    if (slot.retired || generations.replacing(slot.generation)) return;
     if (previous === 'starting') failuresInRow += 1;
     const delay = Math.min(MAX_RESTART_DELAY_MS, restartDelayMs * 2 ** failuresInRow);
     const timer = setTimeout(() => {
@@ -356,38 +333,11 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     restartTimers.add(timer);
   }
 
-  /** Once `size` workers of the new generation are ready, the older ones are retired. */
-  function finishReloadWhenReady(): void {
-    const current = reloading;
-    if (current === undefined || current.report === undefined) return;
-    let ready = 0;
-    for (const slot of slots) {
-      if (slot.generation === generation && (slot.state === 'idle' || slot.state === 'busy')) ready += 1;
-    }
-    if (ready < size) return;
-    reloading = undefined;
-    for (const slot of slots) if (slot.generation !== generation) retire(slot);
-    current.resolve(current.report);
-  }
-
   function retire(slot: Slot): void {
     slot.retired = true;
     if (slot.state === 'busy') return; // terminated when its job answers
     slot.state = 'retiring';
     void slot.worker.terminate();
-  }
-
-  /** A reload whose workers cannot start: they go, the previous workers keep serving. */
-  function abandonReload(error: VoiceError): void {
-    const current = reloading;
-    if (current === undefined) return;
-    reloading = undefined;
-    const failed = generation;
-    workerData = current.previous.workerData;
-    generation = current.previous.generation;
-    for (const slot of slots) if (slot.generation === failed) retire(slot);
-    logger?.error({ pool: name, err: error }, 'reload abandoned; the previous model workers keep serving');
-    current.reject(error);
   }
 
   function settle(job: Job, action: () => void): void {
@@ -397,58 +347,8 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     action();
   }
 
-  function enqueue(job: Job): void {
-    let queue = queues.get(job.priority);
-    if (queue === undefined) {
-      queue = [];
-      queues.set(job.priority, queue);
-    }
-    queue.push(job);
-    queued += 1;
-    metrics?.queueDepth.inc();
-  }
-
-  function dequeue(): Job | undefined {
-    let best: number | undefined;
-    for (const [priority, queue] of queues) {
-      if (queue.length > 0 && (best === undefined || priority < best)) best = priority;
-    }
-    if (best === undefined) return undefined;
-    const job = queues.get(best)?.shift();
-    if (job !== undefined) {
-      queued -= 1;
-      metrics?.queueDepth.dec();
-    }
-    return job;
-  }
-
-  /** The newest job of the worst queued priority, if that priority is worse than `priority`. */
-  function outranked(priority: number): Job | undefined {
-    let worst: number | undefined;
-    for (const [queuedPriority, queue] of queues) {
-      if (queue.length > 0 && (worst === undefined || queuedPriority > worst)) worst = queuedPriority;
-    }
-    if (worst === undefined || worst <= priority) return undefined;
-    return queues.get(worst)?.at(-1);
-  }
-
   function overloaded(): VoiceError {
-    const key = options.queueSizeKey ?? 'performance.request_queue_size';
-    return new VoiceError(
-      Reason.Overloaded,
-      `the "${name}" worker queue is full (${key} = ${options.queueSize}); retry later`,
-      { retryAfterMs: OVERLOADED_RETRY_MS },
-    );
-  }
-
-  function removeQueued(job: Job): boolean {
-    const queue = queues.get(job.priority);
-    const index = queue?.indexOf(job) ?? -1;
-    if (queue === undefined || index < 0) return false;
-    queue.splice(index, 1);
-    queued -= 1;
-    metrics?.queueDepth.dec();
-    return true;
+    return queueFull(name, options.queueSizeKey ?? 'performance.request_queue_size', options.queueSize);
   }
 
   function idleSlot(): Slot | undefined {
@@ -457,8 +357,8 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
   }
 
   function pump(): void {
-    for (let slot = idleSlot(); slot !== undefined && queued > 0; slot = idleSlot()) {
-      const job = dequeue();
+    for (let slot = idleSlot(); slot !== undefined && queue.size > 0; slot = idleSlot()) {
+      const job = queue.dequeue();
       if (job === undefined) return;
       dispatch(slot, job);
     }
@@ -480,7 +380,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
 
   function abort(job: Job): void {
     if (job.settled) return;
-    if (!removeQueued(job)) {
+    if (!queue.remove(job)) {
       for (const slot of slots) {
         if (slot.job === job) {
           // The worker stays busy until it answers; its answer is then dropped.
@@ -492,7 +392,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
   }
 
   function unavailable(): VoiceError {
-    return new VoiceError(Reason.Draining, `the "${name}" model worker pool is shut down`);
+    return poolShutDown(name);
   }
 
   /** Idempotent: every call resolves once the workers have exited. */
@@ -505,7 +405,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     closed = true;
     for (const timer of restartTimers) clearTimeout(timer);
     restartTimers.clear();
-    for (let job = dequeue(); job !== undefined; job = dequeue()) {
+    for (let job = queue.dequeue(); job !== undefined; job = queue.dequeue()) {
       const pending = job;
       settle(pending, () => pending.reject(unavailable()));
     }
@@ -541,11 +441,11 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     run(kind, payload, { priority, signal, transfer = [], size }) {
       if (closed) return Promise.reject(unavailable());
       if (signal.aborted) return Promise.reject(signal.reason);
-      const slot = queued === 0 ? idleSlot() : undefined;
+      const slot = queue.size === 0 ? idleSlot() : undefined;
       // Chosen now, refused only once the new job is sure to be queued.
       let evicted: Job | undefined;
-      if (slot === undefined && queued >= options.queueSize) {
-        evicted = outranked(priority);
+      if (slot === undefined && queue.full) {
+        evicted = queue.outranked(priority);
         if (evicted === undefined) return Promise.reject(overloaded());
       }
       // Move the buffers now, so the caller's arrays are detached whether the job runs now or later.
@@ -554,11 +454,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         try {
           moved = structuredClone({ payload, transfer }, { transfer: [...transfer] });
         } catch (error) {
-          return Promise.reject(
-            new VoiceError(Reason.Internal, 'internal error', {
-              cause: new Error(`job ${kind}: a buffer to transfer is already detached`, { cause: error }),
-            }),
-          );
+          return Promise.reject(transferFailed(kind, error));
         }
       }
       return new Promise((resolve, reject) => {
@@ -578,7 +474,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         signal.addEventListener('abort', job.onAbort, { once: true });
         if (evicted !== undefined) {
           const loser = evicted;
-          removeQueued(loser);
+          queue.remove(loser);
           settle(loser, () => loser.reject(overloaded()));
           logger?.debug(
             { pool: name, kind, priority, evicted: loser.kind, evictedPriority: loser.priority },
@@ -586,7 +482,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
           );
         }
         if (slot !== undefined) dispatch(slot, job);
-        else enqueue(job);
+        else queue.enqueue(job);
       });
     },
 
@@ -595,15 +491,11 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
       if (!started || startup !== undefined) {
         return Promise.reject(new Error(`the "${name}" worker pool must finish starting before a reload`));
       }
-      if (reloading !== undefined) {
+      if (generations.reloading) {
         return Promise.reject(new Error(`the "${name}" worker pool is already reloading`));
       }
-      const previous = { workerData, generation };
       return new Promise<Report>((resolve, reject) => {
-        reloading = { resolve, reject, previous, report: undefined, failures: 0 };
-        if (data !== undefined) workerData = data;
-        generation += 1;
-        logger?.info({ pool: name, workers: size }, 'reloading model workers');
+        generations.begin(data, { resolve, reject });
         for (let i = 0; i < size; i++) spawn();
       });
     },
@@ -615,7 +507,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
         if (slot.state === 'idle' || slot.state === 'busy') ready += 1;
         if (slot.state === 'busy') busy += 1;
       }
-      return { workers: slots.size, ready, busy, queued, restarts };
+      return { workers: slots.size, ready, busy, queued: queue.size, restarts };
     },
 
     close,
