@@ -24,6 +24,19 @@ export interface CallContext {
   readonly requestId: string;
   /** A child logger carrying method, request id and peer. */
   readonly logger: Logger;
+  /**
+   * Who is calling, once the edge has checked the credentials: the API key's id, or the id of the
+   * key behind a client token. Undefined when no credential is required and none was sent.
+   */
+  readonly caller?: Caller | undefined;
+}
+
+/** An authenticated caller. Never the key itself: `id` is safe to log and to compare. */
+export interface Caller {
+  /** Stable per API key (a digest of it); a client token carries the id of the key that minted it. */
+  readonly id: string;
+  /** How the caller proved who it is. */
+  readonly via: 'api-key' | 'client-token';
 }
 
 type Input<M extends DescMethod> = MessageShape<M['input']>;
