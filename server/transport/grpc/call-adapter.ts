@@ -264,7 +264,12 @@ async function* readAll(stream: Readable, method: DescMethod, signal: AbortSigna
  * as one wait, so nothing of a settled message stays reachable from the signal.
  */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    // Nobody waits for the read any more; its failure (the call's own error, once the call ends)
+    // must not surface as an unhandled rejection.
+    promise.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
   let onAbort = () => {};
   const aborted = new Promise<never>((_, reject) => {
     onAbort = () => reject(signal.reason);
