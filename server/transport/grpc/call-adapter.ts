@@ -15,6 +15,7 @@ import type {
 import { Reason, toStatus, VoiceError } from '../../errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { CallContext, ServiceRegistration } from '../../service/context.js';
+import { readMessages } from './read-messages.js';
 import { errorTrailers } from './trailers.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -249,33 +250,7 @@ function encode(method: DescMethod, message: unknown): Buffer {
 
 /** The call's messages, decoded; ends on half-close and stops at once when the signal aborts. */
 async function* readAll(stream: Readable, method: DescMethod, signal: AbortSignal): AsyncGenerator<unknown> {
-  // The default iterator destroys the stream when reading ends, which for a duplex call would also
-  // destroy the response side before the status is sent.
-  const iterator = stream.iterator({ destroyOnReturn: false });
-  while (true) {
-    const next = await untilAborted(iterator.next(), signal);
-    if (next.done) return;
-    yield decode(method, next.value as Buffer);
-  }
-}
-
-/**
- * The promise's outcome, or the signal's reason if it aborts first. The listener lives only as long
- * as one wait, so nothing of a settled message stays reachable from the signal.
- */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    // Nobody waits for the read any more; its failure (the call's own error, once the call ends)
-    // must not surface as an unhandled rejection.
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  let onAbort = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
+  for await (const bytes of readMessages(stream, signal)) yield decode(method, bytes);
 }
 
 interface WritableCall {
