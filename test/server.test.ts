@@ -81,7 +81,7 @@ describe('server without engines', () => {
       assert.ok(file, 'the file of the service is returned');
       assert.deepEqual(
         file.service[0]?.method.map((method) => method.name),
-        ['Transcribe', 'TranscribeFile'],
+        ['Transcribe', 'TranscribeFile', 'GetCapacity'],
       );
       const comments =
         file.sourceCodeInfo?.location.map((location) => location.leadingComments).join('\n') ?? '';
