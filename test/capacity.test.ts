@@ -227,14 +227,14 @@ describe('the capacity estimator', () => {
     const { capacity } = estimator({ workers: 2, poolState: () => pool });
     capacity.calibrate('m', { fixedSeconds: 0.1, perAudioSecond: 0 });
     const stream = capacity.openStream('m');
-    assert.equal(stream.shouldRunInterim(), true, 'idle workers, light load');
+    assert.equal(stream.hasSpareCapacity(), true, 'idle workers, light load');
     pool = { queued: 1, idle: 0 };
-    assert.equal(stream.shouldRunInterim(), false, 'a job waits for a worker');
+    assert.equal(stream.hasSpareCapacity(), false, 'a job waits for a worker');
     pool = { queued: 0, idle: 0 };
-    assert.equal(stream.shouldRunInterim(), true, 'busy but nothing waits: it queues behind finals');
+    assert.equal(stream.hasSpareCapacity(), true, 'busy but nothing waits: it queues behind finals');
     pool = { queued: 0, idle: 2 };
     for (let i = 0; i < 30; i++) capacity.openStream('m');
     assert.ok(capacity.loadRatio() > 0.6);
-    assert.equal(stream.shouldRunInterim(), false, 'the load is past the interim limit');
+    assert.equal(stream.hasSpareCapacity(), false, 'the load is past the interim limit');
   });
 });

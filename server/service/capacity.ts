@@ -21,7 +21,7 @@
  * served first-come first-served among themselves, ahead of synthesis and interims (their
  * priority); synthesis is counted as load of the same servers, which overstates the wait it causes
  * (it cannot overtake a final); interims are not counted: they are deferrable, and
- * `shouldRunInterim` keeps them to spare capacity.
+ * `hasSpareCapacity` keeps them to spare capacity.
  *
  * Admission: a new stream is admitted when, with it, every model with admitted streams keeps
  * D_m ≤ bound (performance.max_final_delay_ms). A model whose own E[S_m] is past the bound cannot
@@ -55,7 +55,7 @@ export interface CapacityOptions {
   readonly maxFinalDelayMs: number;
   /** Milliseconds on a monotonic clock; performance.now() by default. */
   readonly now?: () => number;
-  /** The inference pool's state, for shouldRunInterim; undefined while there is no pool. */
+  /** The inference pool's state, for hasSpareCapacity; undefined while there is no pool. */
   readonly poolState?: () => PoolState | undefined;
   /** Load ratio above which interims are skipped; 0.6 by default. */
   readonly interimLoadLimit?: number;
@@ -83,8 +83,8 @@ export interface CapacityStream extends Disposable {
   audio(seconds: number): void;
   /** An utterance, `seconds` long, sent to final recognition. */
   utterance(seconds: number): void;
-  /** Cheap: whether an interim recognition may start now (see CapacityEstimator.shouldRunInterim). */
-  shouldRunInterim(): boolean;
+  /** Cheap: whether an interim recognition may start now (see CapacityEstimator.hasSpareCapacity). */
+  hasSpareCapacity(): boolean;
   /** Idempotent. */
   close(): void;
 }
@@ -130,7 +130,7 @@ export interface CapacityEstimator {
    * Whether an interim may start now: no job waits for a worker and the load ratio is at most the
    * interim limit.
    */
-  shouldRunInterim(): boolean;
+  hasSpareCapacity(): boolean;
   /** The load ratio now: 0 idle, 1 or more past capacity. */
   loadRatio(): number;
   cost(model: string): RecognitionCost | undefined;
@@ -238,7 +238,7 @@ export function createCapacityEstimator(options: CapacityOptions): CapacityEstim
     };
   }
 
-  function shouldRunInterim(): boolean {
+  function hasSpareCapacity(): boolean {
     const pool = options.poolState?.();
     // With every worker busy but nothing waiting, an interim queues behind any final that comes
     // (lowest priority); only a queue, or a load past the limit, means finals need the capacity.
@@ -264,7 +264,7 @@ export function createCapacityEstimator(options: CapacityOptions): CapacityEstim
       model,
       audio: (seconds) => traffic.audio(seconds),
       utterance: (seconds) => traffic.utterance(seconds),
-      shouldRunInterim,
+      hasSpareCapacity,
       close,
       [Symbol.dispose]: close,
     };
@@ -308,7 +308,7 @@ export function createCapacityEstimator(options: CapacityOptions): CapacityEstim
       refusals += 1;
     },
 
-    shouldRunInterim,
+    hasSpareCapacity,
     loadRatio: () => loadOf(admitted).ratio,
     cost: (model) => costs.known(model),
 

@@ -8,7 +8,11 @@ import type {
 import { type AudioInputLimits, toRecognitionAudio } from '../pipeline/audio-input.js';
 import { createChannel, responsesOf } from '../pipeline/channel.js';
 import { detectSpeech } from '../pipeline/speech-detector.js';
-import { createUtteranceSegmenter, type PartialUtteranceEvent } from '../pipeline/utterance-segmenter.js';
+import {
+  createUtteranceSegmenter,
+  type PartialUtteranceEvent,
+  type SpeculationEvent,
+} from '../pipeline/utterance-segmenter.js';
 import { createSpeculativeFinal } from './speculative-final.js';
 import type { TranscriptionSettings } from './transcription-config.js';
 
@@ -22,10 +26,11 @@ export interface TranscribeSessionDeps {
   /** Seconds of audio analysed, reported as they are (for the audio-seconds metric). */
   readonly onAudio?: ((seconds: number) => void) | undefined;
   /**
-   * Whether an interim may start now (spare workers, load under the interim limit): a running
-   * interim cannot be pre-empted, so under load interims wait. Absent: always.
+   * Whether work that may be thrown away — an interim, a speculative final — may start now (no job
+   * waiting, load under the limit): a running recognition cannot be pre-empted, so under load only
+   * finals run. Absent: always.
    */
-  readonly shouldRunInterim?: (() => boolean) | undefined;
+  readonly hasSpareCapacity?: (() => boolean) | undefined;
 }
 
 /** Job priorities in the worker pool: finals always go before interims. */
@@ -142,8 +147,17 @@ export function transcribeStream(
     )
       return;
     // Skipped, not consumed: the interim is tried again at the next progress event.
-    if (deps.shouldRunInterim?.() === false) return;
+    if (deps.hasSpareCapacity?.() === false) return;
     startInterim(partial);
+  };
+
+  /** A speculation seen in the current VAD batch, not started yet. */
+  let speculation: SpeculationEvent | undefined;
+  // Speculative work pays off only on spare capacity: under load it would delay other finals.
+  const startSpeculation = (event: SpeculationEvent) => {
+    if (deps.hasSpareCapacity?.() === false) return;
+    if (interim?.utterance === event.utteranceIndex) interim.controller.abort();
+    speculative.start(event);
   };
 
   const run = async () => {
@@ -173,13 +187,16 @@ export function transcribeStream(
           });
           break;
         case 'speculation':
-          if (interim?.utterance === event.utteranceIndex) interim.controller.abort();
-          speculative.start(event);
+          // Started at the end of this VAD batch, so that a speculation the same batch cancels
+          // (audio sent faster than real time) costs nothing.
+          speculation = event;
           break;
         case 'speculation-cancelled':
+          speculation = undefined;
           speculative.cancel();
           break;
         case 'utterance': {
+          speculation = undefined;
           finalisedUtterance = event.utteranceIndex;
           if (interim?.utterance === event.utteranceIndex) interim.controller.abort();
           const recognition = speculative.claim(event) ?? recognizeFinal(event.audio);
@@ -196,6 +213,8 @@ export function transcribeStream(
           break;
         }
         case 'progress':
+          if (speculation !== undefined) startSpeculation(speculation);
+          speculation = undefined;
           deps.onAudio?.((event.offsetMs - analysedMs) / 1000);
           analysedMs = event.offsetMs;
           hooks.onProgress?.(event.offsetMs);

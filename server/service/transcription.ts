@@ -122,7 +122,7 @@ export function createTranscriptionService(
 
 /**
  * The session's dependencies, reporting to the stream's capacity estimate: the audio analysed and
- * each utterance sent to final recognition (speech ratio, utterance length). `shouldRunInterim` is
+ * each utterance sent to final recognition (speech ratio, utterance length). `hasSpareCapacity` is
  * there for the session to ask before it starts an interim recognition.
  */
 function reportingTo(stream: CapacityStream, deps: TranscribeSessionDeps): TranscribeSessionDeps {
@@ -141,7 +141,7 @@ function reportingTo(stream: CapacityStream, deps: TranscribeSessionDeps): Trans
       onAudio?.(seconds);
       stream.audio(seconds);
     },
-    shouldRunInterim: () => stream.shouldRunInterim(),
+    hasSpareCapacity: () => stream.hasSpareCapacity(),
   };
   return observed;
 }
