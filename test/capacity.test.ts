@@ -94,6 +94,14 @@ describe('the capacity estimator', () => {
     assert.ok(capacity.cost('unknown') === undefined);
   });
 
+  it('admits the first stream whatever the estimate, and refuses the second', () => {
+    const { capacity } = estimator({ maxFinalDelayMs: 1 });
+    capacity.calibrate('slow', { fixedSeconds: 10, perAudioSecond: 1 });
+    assert.equal(capacity.assess('slow').admit, true, 'an idle server holds one stream');
+    capacity.openStream('slow');
+    assert.equal(capacity.assess('slow').admit, false);
+  });
+
   it('refuses the first stream that would push the expected final delay past the bound', () => {
     // One worker, a fixed 100 ms per utterance (M/D/1), prior speech ratio 1 and 2 s utterances:
     // λ = 0.5 per stream, A = 0.05 n, D = 0.05 A / (1 − A) + 0.1 ≤ 0.5 ⇔ A ≤ 8/9 ⇔ n ≤ 17.

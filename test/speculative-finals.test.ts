@@ -129,7 +129,9 @@ function session(
       await options.gates?.[index]?.();
       const frames = script.slice(index, index + chunkFrames);
       const chunk = new Float32Array(FRAME * frames.length);
-      frames.forEach((kind, i) => chunk.fill(kind === 'speech' ? LOUD : 0, i * FRAME, (i + 1) * FRAME));
+      for (const [i, kind] of frames.entries()) {
+        chunk.fill(kind === 'speech' ? LOUD : 0, i * FRAME, (i + 1) * FRAME);
+      }
       fed = index + frames.length;
       yield new Uint8Array(chunk.buffer);
     }

@@ -229,7 +229,9 @@ export function createCapacityEstimator(options: CapacityOptions): CapacityEstim
     const limit = worst(withStreams(model, 1), model);
     const allowedDelayMs = maxFinalDelayMs === 0 ? 0 : limit.allowed * 1000;
     return {
-      admit: !known || maxFinalDelayMs === 0 || limit.within,
+      // A server holding no stream admits one whatever the estimate: alone, a stream waits for
+      // nobody, and refusing it would only make the service look down.
+      admit: !known || maxFinalDelayMs === 0 || streams === 0 || limit.within,
       model: limit.model,
       expectedDelayMs: limit.delay * 1000,
       allowedDelayMs,
