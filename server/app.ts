@@ -1,9 +1,13 @@
 import { type Config, ConfigError } from './config.js';
+import { loadApiKeys } from './edge/api-keys.js';
+import { createClientTokens, generateClientTokenSecret } from './edge/client-token.js';
+import { createEdge } from './edge/edge.js';
 import { createCachedSynthesizer } from './engines/cached-synthesizer.js';
 import { createEngineSlot, type EngineSlot } from './engines/engine-slot.js';
 import { deviceProblem } from './engines/onnx-device.js';
 import type { SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector } from './engines/types.js';
 import { Reason, VoiceError } from './errors.js';
+import { Access } from './gen/cortex/voice/v1/access_pb.js';
 import { Synthesis } from './gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from './gen/cortex/voice/v1/transcription_pb.js';
 import { configuredModels, modelStatus } from './models/catalog.js';
@@ -15,13 +19,16 @@ import {
   type MetricsServer,
   startMetricsServer,
 } from './observability/metrics.js';
+import { createAccessService } from './service/access.js';
 import { createAdmission } from './service/admission.js';
 import { type CapacityEstimator, createCapacityEstimator } from './service/capacity.js';
 import { registration } from './service/context.js';
 import { createSynthesisService } from './service/synthesis.js';
 import { createTranscriptionService } from './service/transcription.js';
-import { createHealthReporter, type HealthReporter } from './transport/grpc/health.js';
 import { createGrpcTransport } from './transport/grpc/server.js';
+import { createHealthReporter, type HealthReporter } from './transport/health-reporter.js';
+import { readTlsMaterial } from './transport/tls.js';
+import { createWebTransport, type WebTransport } from './transport/web/server.js';
 import {
   observeInference,
   type RemoteEngines,
@@ -42,8 +49,11 @@ export interface VoiceServer {
   readonly metrics: Metrics;
   /** The live-transcription capacity estimate behind admission by capacity and GetCapacity. */
   readonly capacity: CapacityEstimator;
-  /** Starts gRPC and metrics; resolves with the bound ports. Services stay NOT_SERVING until loadEngines(). */
-  start(): Promise<{ grpcPort: number; metricsPort: number | undefined }>;
+  /**
+   * Starts the gRPC port, the web port (unless service.web_enabled is off) and metrics; resolves
+   * with the bound ports. Services stay NOT_SERVING until loadEngines().
+   */
+  start(): Promise<{ grpcPort: number; webPort: number | undefined; metricsPort: number | undefined }>;
   /**
    * Starts the model workers, which load and warm up their models, and hands the engines to the
    * services. An engine that cannot load (e.g. its model is missing) leaves its service NOT_SERVING
@@ -112,30 +122,54 @@ export function createVoiceServer(
   };
   for (const slot of [engines.vad, engines.recognizer, engines.synthesizer]) slot.onChange(updateHealth);
 
-  const transport = createGrpcTransport({
+  // One edge for both ports: the same keys, tokens, limits, call cap, metrics and drain.
+  const tokens = createClientTokens({
+    secret: config.security.client_tokens.secret ?? generateClientTokenSecret(),
+    ttlSeconds: config.security.client_tokens.ttl_seconds,
+  });
+  const edge = createEdge({
     config,
     logger,
     metrics,
-    health,
-    services: [
-      registration(
-        Transcription,
-        createTranscriptionService(engines, config, {
-          admission,
-          onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'in' }, seconds),
-          capacity,
-          onCapacityRefusal: (model) => metrics.admissionRefusals.inc({ model }),
-        }),
-      ),
-      registration(
-        Synthesis,
-        createSynthesisService(engines, config, {
-          admission,
-          onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'out' }, seconds),
-        }),
-      ),
-    ],
+    apiKeys: loadApiKeys(config.security),
+    tokens,
+    // A session's audio arrives as one AppendSessionAudio call a chunk (10 a second from a
+    // microphone): the session is the call start that security.rate_limit counts, and a drain
+    // lets its audio through so that it can finish within the grace period.
+    continuations: [`/${Transcription.typeName}/${Transcription.method.appendSessionAudio.name}`],
   });
+  const tls = readTlsMaterial(config.security.tls);
+  const services = [
+    registration(
+      Transcription,
+      createTranscriptionService(engines, config, {
+        admission,
+        onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'in' }, seconds),
+        capacity,
+        onCapacityRefusal: (model) => metrics.admissionRefusals.inc({ model }),
+        sessions: {
+          gapTimeoutMs: config.service.sessions.gap_timeout_ms,
+          idleTimeoutMs: config.service.sessions.idle_timeout_ms,
+          maxPerCaller: config.service.sessions.max_per_caller,
+        },
+      }),
+    ),
+    registration(
+      Synthesis,
+      createSynthesisService(engines, config, {
+        admission,
+        onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'out' }, seconds),
+      }),
+    ),
+    registration(
+      Access,
+      createAccessService({ tokens, maxTtlSeconds: config.security.client_tokens.max_ttl_seconds }),
+    ),
+  ];
+  const transport = createGrpcTransport({ config, logger, metrics, health, services, edge, tls });
+  const web: WebTransport | undefined = config.service.web_enabled
+    ? createWebTransport({ config, edge, health, services, tls })
+    : undefined;
   let metricsServer: MetricsServer | undefined;
   /** The pools being started; stop() waits for them so that none outlives the server. */
   let starting: Promise<StartedEngines> | undefined;
@@ -225,6 +259,7 @@ export function createVoiceServer(
     },
     async start() {
       const grpcPort = await transport.listen();
+      const webPort = await web?.listen();
       if (config.monitoring.enabled) {
         metricsServer = await startMetricsServer(metrics.registry, {
           host: config.monitoring.host,
@@ -233,7 +268,7 @@ export function createVoiceServer(
         });
       }
       health.markStarted();
-      return { grpcPort, metricsPort: metricsServer?.port };
+      return { grpcPort, webPort, metricsPort: metricsServer?.port };
     },
     async loadEngines() {
       if (stopping) throw stoppedWhileLoading();
@@ -270,7 +305,8 @@ export function createVoiceServer(
     async stop(graceMs = config.service.drain_grace_seconds * 1000) {
       stopping = true;
       downloads.abort(new VoiceError(Reason.Draining, 'the server is stopping'));
-      await transport.drain(graceMs);
+      // Both ports drain together: the shared edge waits for the calls of either.
+      await Promise.all([transport.drain(graceMs), web?.drain(graceMs)]);
       // A start that fails has already closed its pools.
       const started = workers ?? (await starting?.catch(() => undefined));
       await started?.close();

@@ -52,6 +52,9 @@ const methodList = z.array(
   { error: 'a list of service names or method paths' },
 );
 
+const SECRET = 'a secret of at least 32 bytes (make one with: openssl rand -base64 32)';
+const ORIGIN = 'an origin such as https://app.example (scheme, host, optional port; no path), or *';
+
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const DTYPES = ['fp32', 'fp16', 'q8', 'q4'] as const;
 
@@ -63,14 +66,43 @@ const serviceSchema = z
     timeout: intIn(1, 3600).default(30),
     /** Calls served at once; beyond it new calls get RESOURCE_EXHAUSTED. */
     max_concurrent_requests: intIn(1, 100_000).default(100),
-    /** Browser origins allowed through the grpc-web proxy (CORS_ORIGINS). */
-    cors_origins: textList.default([]),
+    /**
+     * The web port (gRPC-Web and Connect for browsers, the demo page) on or off (VOICE_WEB_ENABLED).
+     * `false` is what the deployment guide calls "web_port 0": here 0 means an ephemeral port, as
+     * for every other port.
+     */
+    web_enabled: flag.default(true),
+    /** Port of gRPC-Web and Connect over HTTP/1.1 and h2c, or HTTPS with security.tls (VOICE_WEB_PORT). */
+    web_port: intIn(0, 65535).default(8080),
+    /** Serve the demo page at / and the browser SDK at /web/ on the web port. */
+    demo_page: flag.default(true),
+    /**
+     * Browser origins allowed to call the web port (CORS_ORIGINS): exact origins such as
+     * https://app.example, or "*" for any. An origin not listed gets no CORS headers.
+     */
+    cors_origins: z
+      .array(z.string({ error: ORIGIN }).regex(/^(\*|https?:\/\/[^/\s?#]+)$/, { error: ORIGIN }), {
+        error: `a list, each ${ORIGIN}`,
+      })
+      .default([]),
     /** Largest message accepted or sent, in bytes (the guide's 10 MB request limit). */
     max_message_bytes: intIn(64 * 1024, 64 * 1024 * 1024).default(10 * 1024 * 1024),
     /** Seconds in-flight calls get to finish after SIGTERM before they are cancelled. */
     drain_grace_seconds: intIn(0, 3600).default(30),
     /** Longest a streaming call may last, in seconds. */
     max_stream_duration_seconds: intIn(1, 24 * 3600).default(3600),
+    /** Live transcription sessions (StartTranscriptionSession + AppendSessionAudio). */
+    sessions: z
+      .object({
+        /** How long a chunk that arrived early waits for a missing one before the session fails. */
+        gap_timeout_ms: intIn(100, 60_000).default(2000),
+        /** How long a session may go without a new chunk before it ends. */
+        idle_timeout_ms: intIn(1000, 3_600_000).default(30_000),
+        /** Sessions one caller (API key, or the key behind a client token) may have open at once. */
+        max_per_caller: intIn(1, 10_000).default(20),
+      })
+      .strict()
+      .prefault({}),
     keepalive: z
       .object({
         /** Interval of server pings on idle connections. */
@@ -240,9 +272,27 @@ const securitySchema = z
     allowed_ips: cidrList.default([]),
     /** CIDR ranges of proxies whose x-forwarded-for header is trusted for the client address. */
     trusted_proxies: cidrList.default([]),
+    client_tokens: z
+      .object({
+        /**
+         * HMAC-SHA256 key signing client tokens (VOICE_TOKEN_SECRET), at least 32 bytes; never logged.
+         * Without one, the server makes a random one at start-up: its tokens then work only on this
+         * process, until it restarts. Servers behind one balancer need the same secret.
+         */
+        secret: z
+          .string({ error: SECRET })
+          .refine((value) => Buffer.byteLength(value, 'utf8') >= 32, { error: SECRET })
+          .optional(),
+        /** Lifetime of a client token whose request names none, in seconds. */
+        ttl_seconds: intIn(30, 3600).default(300),
+        /** The longest lifetime a CreateClientToken request may ask for, in seconds. */
+        max_ttl_seconds: intIn(30, 24 * 3600).default(3600),
+      })
+      .strict()
+      .prefault({}),
     tls: z
       .object({
-        /** PEM certificate (chain) of the gRPC port; with key_file, turns TLS on. */
+        /** PEM certificate (chain) of the gRPC and web ports; with key_file, turns TLS on. */
         cert_file: text('a file path').optional(),
         key_file: text('a file path').optional(),
         /** PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS). */
@@ -307,6 +357,8 @@ export const ENV_OVERRIDES: readonly EnvOverride[] = [
   { variable: 'VOICE_HOST', path: ['service', 'host'], parse: (raw) => raw },
   { variable: 'VOICE_PORT', path: ['service', 'port'], parse: asNumber },
   { variable: 'TIMEOUT', path: ['service', 'timeout'], parse: asNumber },
+  { variable: 'VOICE_WEB_ENABLED', path: ['service', 'web_enabled'], parse: asBoolean },
+  { variable: 'VOICE_WEB_PORT', path: ['service', 'web_port'], parse: asNumber },
   { variable: 'CORS_ORIGINS', path: ['service', 'cors_origins'], parse: asList },
   { variable: 'VOICE_MODELS_DIR', path: ['models', 'cache_dir'], parse: (raw) => raw },
   { variable: 'HF_ENDPOINT', path: ['models', 'hub_url'], parse: (raw) => raw.trim() },
@@ -316,9 +368,11 @@ export const ENV_OVERRIDES: readonly EnvOverride[] = [
   { variable: 'PROMETHEUS_ENABLED', path: ['monitoring', 'enabled'], parse: asBoolean },
   { variable: 'METRICS_PORT', path: ['monitoring', 'prometheus_port'], parse: asNumber },
   { variable: 'API_KEY', path: ['security', 'api_keys'], parse: asList },
+  { variable: 'VOICE_TOKEN_SECRET', path: ['security', 'client_tokens', 'secret'], parse: (raw) => raw },
 ];
 
-const SECRET_PATHS = new Set(['security.api_keys']);
+/** Values never shown: not in errors, not in the start-up log. */
+const SECRET_PATHS = new Set(['security.api_keys', 'security.client_tokens.secret']);
 
 export interface LoadConfigOptions {
   /** The config file; defaults to VOICE_CONFIG. No file means defaults plus environment. */
@@ -359,6 +413,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   ) {
     throw new ConfigError(
       'config: security.api_key_required is true but no key is configured; set API_KEY, security.api_keys or security.api_keys_file',
+    );
+  }
+  const tokens = config.security.client_tokens;
+  if (tokens.ttl_seconds > tokens.max_ttl_seconds) {
+    throw new ConfigError(
+      `config: security.client_tokens.ttl_seconds = ${tokens.ttl_seconds} is longer than security.client_tokens.max_ttl_seconds = ${tokens.max_ttl_seconds}`,
     );
   }
   checkSecurityFiles(config.security);
@@ -436,9 +496,12 @@ function describeIssue(
   }
   const key = path.join('.');
   const value = readPath(input, path);
-  const from = sources.get(key);
+  // An item of a list set from the environment (API_KEY, CORS_ORIGINS) came from that variable too.
+  const from = sources.get(key) ?? [...sources].find(([path]) => key.startsWith(`${path}.`))?.[1];
   const origin = from ? ` (from ${from})` : file ? ` (in ${file})` : '';
-  const shown = SECRET_PATHS.has(key) ? '<redacted>' : JSON.stringify(value);
+  const shown = [...SECRET_PATHS].some((secret) => key === secret || key.startsWith(`${secret}.`))
+    ? '<redacted>'
+    : JSON.stringify(value);
   return `config: ${key} = ${shown}${origin} is invalid; expected ${issue.message}`;
 }
 
@@ -493,8 +556,16 @@ function deepFreeze<T>(value: T): DeepReadonly<T> {
 
 /** The configuration with secrets replaced, for logging at start-up. */
 export function redactedConfig(config: Config): unknown {
+  const { secret } = config.security.client_tokens;
   return {
     ...config,
-    security: { ...config.security, api_keys: config.security.api_keys.map(() => '<redacted>') },
+    security: {
+      ...config.security,
+      api_keys: config.security.api_keys.map(() => '<redacted>'),
+      client_tokens: {
+        ...config.security.client_tokens,
+        ...(secret === undefined ? {} : { secret: '<redacted>' }),
+      },
+    },
   };
 }

@@ -2,8 +2,8 @@ import { Code, ConnectError } from '@connectrpc/connect';
 
 /**
  * The catalogue of reasons a call can fail. Every error the core raises names one; the gRPC code
- * follows from it. Clients receive the reason in the `cortex-error-reason` trailer, so they can branch
- * on it instead of on message text.
+ * follows from it. Clients receive the reason as `cortex-error-reason` (a trailer over gRPC and
+ * gRPC-Web, error metadata over Connect), so they can branch on it instead of on message text.
  */
 export const Reason = {
   /** A required field is missing or a value is outside its allowed range. */
@@ -16,6 +16,12 @@ export const Reason = {
   OutOfOrder: 'OUT_OF_ORDER',
   /** The named model, voice or language is not one the server offers. */
   UnknownResource: 'UNKNOWN_RESOURCE',
+  /** What the call names (a health service name, …) does not exist on this server. */
+  NotFound: 'NOT_FOUND',
+  /** The transcription session named is unknown, or has ended (its audio ended, it failed, it idled). */
+  SessionNotFound: 'SESSION_NOT_FOUND',
+  /** A transcription session received no audio for service.sessions.idle_timeout_ms and has ended. */
+  SessionIdle: 'SESSION_IDLE',
   /** A per-message or per-stream size or duration limit was passed. */
   LimitExceeded: 'LIMIT_EXCEEDED',
   /** The engine's work queue or in-flight cap is full. */
@@ -41,6 +47,11 @@ export const Reason = {
   PermissionDenied: 'PERMISSION_DENIED',
   /** A rate limit was hit. */
   RateLimited: 'RATE_LIMITED',
+  /**
+   * The method is not served here, or the call does not fit its kind (e.g. a unary call that sent
+   * no request message).
+   */
+  Unimplemented: 'UNIMPLEMENTED',
   /** Anything unexpected. The message sent is generic; the cause is logged. */
   Internal: 'INTERNAL',
 } as const;
@@ -52,6 +63,9 @@ const codeOfReason: Record<Reason, Code> = {
   INVALID_TEXT: Code.InvalidArgument,
   OUT_OF_ORDER: Code.FailedPrecondition,
   UNKNOWN_RESOURCE: Code.InvalidArgument,
+  NOT_FOUND: Code.NotFound,
+  SESSION_NOT_FOUND: Code.NotFound,
+  SESSION_IDLE: Code.DeadlineExceeded,
   LIMIT_EXCEEDED: Code.ResourceExhausted,
   OVERLOADED: Code.ResourceExhausted,
   OVER_CAPACITY: Code.ResourceExhausted,
@@ -63,7 +77,23 @@ const codeOfReason: Record<Reason, Code> = {
   UNAUTHENTICATED: Code.Unauthenticated,
   PERMISSION_DENIED: Code.PermissionDenied,
   RATE_LIMITED: Code.ResourceExhausted,
+  UNIMPLEMENTED: Code.Unimplemented,
   INTERNAL: Code.Internal,
+};
+
+/**
+ * The reason given to a status raised by a transport's protocol code rather than by the core;
+ * codes not listed (UNKNOWN, INTERNAL, …) are treated as unexpected.
+ */
+const reasonOfCode: Partial<Record<Code, Reason>> = {
+  [Code.Canceled]: Reason.Cancelled,
+  [Code.InvalidArgument]: Reason.InvalidArgument,
+  [Code.NotFound]: Reason.NotFound,
+  [Code.DeadlineExceeded]: Reason.DeadlineExceeded,
+  [Code.PermissionDenied]: Reason.PermissionDenied,
+  [Code.ResourceExhausted]: Reason.LimitExceeded,
+  [Code.Unauthenticated]: Reason.Unauthenticated,
+  [Code.Unimplemented]: Reason.Unimplemented,
 };
 
 export interface VoiceErrorOptions {
@@ -72,19 +102,29 @@ export interface VoiceErrorOptions {
   readonly cause?: unknown;
 }
 
-/** The one error type of the core: a reason from the catalogue, a gRPC code, a message for the caller. */
+/**
+ * The one error type of the core: a reason from the catalogue, a gRPC code, a message for the caller.
+ *
+ * It is a genuine ConnectError, so that anything built on connect-es (the web transport, clients,
+ * interceptors) keeps its code: `voiceError instanceof ConnectError` holds and
+ * `ConnectError.from(voiceError)` returns it unchanged. ConnectError's own `instanceof` check
+ * accepts a subclass only while its `name` is "ConnectError", so the name stays; tell a VoiceError
+ * apart with `instanceof VoiceError` or by its `reason`.
+ */
 export class VoiceError extends ConnectError {
   readonly reason: Reason;
   readonly retryAfterMs: number | undefined;
 
-  /** ConnectError's own instanceof check accepts only ConnectError itself; restore the ordinary one. */
+  /**
+   * VoiceError would otherwise inherit ConnectError's check, which accepts every error named
+   * "ConnectError"; a VoiceError is only what this class (or a subclass) constructed.
+   */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return Function.prototype[Symbol.hasInstance].call(VoiceError, value);
   }
 
   constructor(reason: Reason, message: string, options: VoiceErrorOptions = {}) {
     super(message, codeOfReason[reason], undefined, undefined, options.cause);
-    this.name = 'VoiceError';
     this.reason = reason;
     this.retryAfterMs = options.retryAfterMs;
   }
@@ -111,11 +151,15 @@ export function toStatus(error: unknown, signal?: AbortSignal): WireStatus {
     return statusOf(new VoiceError(Reason.Cancelled, 'the call was cancelled'));
   }
   if (error instanceof VoiceError) return statusOf(error);
-  if (error instanceof ConnectError && error.code !== Code.Unknown && error.code !== Code.Internal) {
+  // A ConnectError that is not ours comes from the protocol code of a transport (a message too
+  // large, an undecodable body, a malformed timeout): its code stands, with the catalogue's reason
+  // for that code.
+  const passed = error instanceof ConnectError ? reasonOfCode[error.code] : undefined;
+  if (error instanceof ConnectError && passed !== undefined) {
     return {
       code: error.code,
       message: bounded(error.rawMessage),
-      reason: Reason.Internal,
+      reason: passed,
       retryAfterMs: undefined,
       unexpected: false,
     };

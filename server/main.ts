@@ -34,8 +34,8 @@ async function main(): Promise<void> {
     throw error;
   }
   logger.info({ config: redactedConfig(config) }, 'starting');
-  const { grpcPort, metricsPort } = await server.start();
-  logger.info({ grpcPort, metricsPort, host: config.service.host }, 'listening');
+  const { grpcPort, webPort, metricsPort } = await server.start();
+  logger.info({ grpcPort, webPort, metricsPort, host: config.service.host }, 'listening');
   server.loadEngines().then(
     () => logger.info({ health: server.health.status('') }, 'engines loaded'),
     (error: unknown) => {

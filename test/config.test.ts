@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../server/config.js';
+import { ConfigError, loadConfig, redactedConfig } from '../server/config.js';
 import { repoRoot } from './helpers/paths.js';
 import { writeConfigFile } from './helpers/test-server.js';
 
@@ -115,6 +115,80 @@ describe('config', () => {
     const broken = writeConfigFile({});
     spawnSync('sh', ['-c', `printf 'service: [\\n' > ${broken}`]);
     assert.match(failure(undefined, { VOICE_CONFIG: broken }), /is not valid YAML/);
+  });
+
+  it('turns the web port on at 8080 with the demo page, and takes VOICE_WEB_PORT and VOICE_WEB_ENABLED', () => {
+    const defaults = load(undefined);
+    assert.equal(defaults.service.web_enabled, true);
+    assert.equal(defaults.service.web_port, 8080);
+    assert.equal(defaults.service.demo_page, true);
+    const fromEnv = load({ service: { web_port: 8081 } }, { VOICE_WEB_PORT: '9100' });
+    assert.equal(fromEnv.service.web_port, 9100);
+    assert.equal(load(undefined, { VOICE_WEB_ENABLED: 'false' }).service.web_enabled, false);
+    assert.equal(
+      load({ service: { web_port: 0 } }).service.web_port,
+      0,
+      '0 is an ephemeral port, as for every port',
+    );
+    assert.equal(
+      failure(undefined, { VOICE_WEB_PORT: '80800' }),
+      'config: service.web_port = 80800 (from VOICE_WEB_PORT) is invalid; expected an integer from 0 to 65535',
+    );
+  });
+
+  it('takes browser origins, each a scheme and host, or *', () => {
+    assert.deepEqual(
+      load({ service: { cors_origins: ['http://127.0.0.1:5173', '*'] } }).service.cors_origins,
+      ['http://127.0.0.1:5173', '*'],
+    );
+    assert.match(
+      failure({ service: { cors_origins: ['https://app.example/page'] } }),
+      /^config: service\.cors_origins\.0 = "https:\/\/app\.example\/page" \(in .*\) is invalid; expected an origin such as https:\/\/app\.example/,
+    );
+    assert.match(
+      failure(undefined, { CORS_ORIGINS: 'app.example' }),
+      /service\.cors_origins\.0 = "app\.example" \(from CORS_ORIGINS\)/,
+    );
+  });
+
+  it('reads the client token settings, and never shows the secret', () => {
+    const defaults = load(undefined).security.client_tokens;
+    assert.deepEqual(defaults, { ttl_seconds: 300, max_ttl_seconds: 3600 });
+    const secret = 'a-token-secret-of-enough-bytes-0123456789';
+    const config = load(
+      { security: { client_tokens: { ttl_seconds: 600 } } },
+      { VOICE_TOKEN_SECRET: secret },
+    );
+    assert.equal(config.security.client_tokens.secret, secret);
+    assert.equal(config.security.client_tokens.ttl_seconds, 600);
+    assert.ok(!JSON.stringify(redactedConfig(config)).includes(secret), 'redacted for the start-up log');
+    const short = failure(undefined, { VOICE_TOKEN_SECRET: 'short-secret' });
+    assert.equal(
+      short,
+      'config: security.client_tokens.secret = <redacted> (from VOICE_TOKEN_SECRET) is invalid; expected a secret of at least 32 bytes (make one with: openssl rand -base64 32)',
+    );
+    assert.match(
+      failure({ security: { client_tokens: { ttl_seconds: 10 } } }),
+      /ttl_seconds = 10 .* from 30 to 3600$/,
+    );
+    assert.equal(
+      failure({ security: { client_tokens: { ttl_seconds: 900, max_ttl_seconds: 600 } } }),
+      'config: security.client_tokens.ttl_seconds = 900 is longer than security.client_tokens.max_ttl_seconds = 600',
+    );
+    const keys = failure({ security: { api_keys: ['good-key', ''] } });
+    assert.match(keys, /^config: security\.api_keys\.1 = <redacted>/, 'API keys are not shown either');
+  });
+
+  it('reads the limits of transcription sessions', () => {
+    assert.deepEqual(load(undefined).service.sessions, {
+      gap_timeout_ms: 2000,
+      idle_timeout_ms: 30_000,
+      max_per_caller: 20,
+    });
+    assert.match(
+      failure({ service: { sessions: { gap_timeout_ms: 10 } } }),
+      /service\.sessions\.gap_timeout_ms = 10/,
+    );
   });
 
   it('requires a key when keys are required', () => {

@@ -146,7 +146,7 @@ describe('the Dockerfile runtime stage, rehearsed without Docker', {
     writeFileSync(
       config,
       stringify({
-        service: { host: '127.0.0.1', port: 0 },
+        service: { host: '127.0.0.1', port: 0, web_port: 0 },
         monitoring: { host: '127.0.0.1', prometheus_port: 0 },
         // Start-up downloads stay on, as in the image, against a closed loopback port: the
         // offline case, which must leave Synthesis serving.

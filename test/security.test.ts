@@ -13,15 +13,15 @@ import {
   type VoiceClient,
 } from '../clients/node/index.js';
 import { type Config, ConfigError } from '../server/config.js';
+import { clientAddress, createAddressRanges } from '../server/edge/addresses.js';
+import { createRateLimiter, createStreamCounter } from '../server/edge/rate-limiter.js';
+import { RETRY_INFO_TYPE_URL, retryStatusDetails } from '../server/edge/wire-status.js';
 import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { createLogger } from '../server/observability/logger.js';
 import { createMetrics, type Metrics } from '../server/observability/metrics.js';
 import { type CallContext, registration } from '../server/service/context.js';
-import { createHealthReporter } from '../server/transport/grpc/health.js';
-import { clientAddress, createAddressRanges } from '../server/transport/grpc/ip-allow-list.js';
-import { createRateLimiter, createStreamCounter } from '../server/transport/grpc/rate-limiter.js';
 import { createGrpcTransport, type GrpcTransport } from '../server/transport/grpc/server.js';
-import { RETRY_INFO_TYPE_URL, retryStatusDetails } from '../server/transport/grpc/status-details.js';
+import { createHealthReporter } from '../server/transport/health-reporter.js';
 import { expectError } from './helpers/errors.js';
 import { captureLogs, type LogCapture } from './helpers/log-capture.js';
 import { createReflectionClient } from './helpers/reflection-client.js';

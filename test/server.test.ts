@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Code, ServingStatus } from '../clients/node/index.js';
+import { Transcription } from '../server/gen/cortex/voice/v1/transcription_pb.js';
 import { expectError } from './helpers/errors.js';
 import { createReflectionClient } from './helpers/reflection-client.js';
 import { startTestServer, type TestServer } from './helpers/test-server.js';
 
 const TRANSCRIPTION = 'cortex.voice.v1.Transcription';
 const SYNTHESIS = 'cortex.voice.v1.Synthesis';
+/** The web port on an ephemeral port, so that these tests never need 8080 free. */
+const EPHEMERAL_WEB_PORT = { service: { web_port: 0 } };
 
 async function drain(stream: AsyncIterable<unknown>): Promise<unknown[]> {
   const items: unknown[] = [];
@@ -17,7 +20,7 @@ async function drain(stream: AsyncIterable<unknown>): Promise<unknown[]> {
 describe('server without engines', () => {
   let t: TestServer;
   before(async () => {
-    t = await startTestServer();
+    t = await startTestServer(EPHEMERAL_WEB_PORT);
   });
   after(() => t.stop());
 
@@ -81,7 +84,8 @@ describe('server without engines', () => {
       assert.ok(file, 'the file of the service is returned');
       assert.deepEqual(
         file.service[0]?.method.map((method) => method.name),
-        ['Transcribe', 'TranscribeFile', 'GetCapacity'],
+        Transcription.methods.map((method) => method.name),
+        'reflection describes the contract the server was built from',
       );
       const comments =
         file.sourceCodeInfo?.location.map((location) => location.leadingComments).join('\n') ?? '';
@@ -106,15 +110,15 @@ describe('server without engines', () => {
     const body = await response.text();
     assert.match(
       body,
-      /grpc_server_started_total\{grpc_type="unary",grpc_service="cortex\.voice\.v1\.Synthesis",grpc_method="ListVoices"\} [1-9]/,
+      /grpc_server_started_total\{grpc_type="unary",grpc_service="cortex\.voice\.v1\.Synthesis",grpc_method="ListVoices",protocol="grpc"\} [1-9]/,
     );
     assert.match(
       body,
-      /grpc_server_handled_total\{grpc_type="unary",grpc_service="cortex\.voice\.v1\.Synthesis",grpc_method="ListVoices",grpc_code="UNAVAILABLE"\} [1-9]/,
+      /grpc_server_handled_total\{grpc_type="unary",grpc_service="cortex\.voice\.v1\.Synthesis",grpc_method="ListVoices",protocol="grpc",grpc_code="UNAVAILABLE"\} [1-9]/,
     );
     assert.match(
       body,
-      /grpc_server_handled_total\{[^}]*grpc_service="grpc\.health\.v1\.Health",grpc_method="Check",grpc_code="OK"\} [1-9]/,
+      /grpc_server_handled_total\{[^}]*grpc_service="grpc\.health\.v1\.Health",grpc_method="Check",protocol="grpc",grpc_code="OK"\} [1-9]/,
     );
     assert.match(body, /grpc_server_handling_seconds_bucket\{le="0\.005",grpc_type="unary"/);
     assert.match(body, /grpc_server_msg_received_total\{/);
@@ -175,7 +179,7 @@ describe('server without engines', () => {
 
 describe('health', () => {
   it('turns SERVING when engines load and NOT_SERVING while draining', async () => {
-    const t = await startTestServer();
+    const t = await startTestServer(EPHEMERAL_WEB_PORT);
     try {
       const status = async (service: string) => (await t.client.health.check({ service })).status;
       assert.equal(await status(SYNTHESIS), ServingStatus.NOT_SERVING);

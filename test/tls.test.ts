@@ -4,14 +4,19 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { Code, ConnectError, createVoiceClient, type VoiceClient } from '../clients/node/index.js';
 import { type Config, ConfigError } from '../server/config.js';
+import { createEdge } from '../server/edge/edge.js';
 import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { createLogger } from '../server/observability/logger.js';
 import { createMetrics } from '../server/observability/metrics.js';
 import { registration } from '../server/service/context.js';
-import { createHealthReporter } from '../server/transport/grpc/health.js';
 import { createGrpcTransport } from '../server/transport/grpc/server.js';
+import { createHealthReporter } from '../server/transport/health-reporter.js';
+import { readTlsMaterial } from '../server/transport/tls.js';
+import { createWebTransport } from '../server/transport/web/server.js';
 import { captureLogs } from './helpers/log-capture.js';
 import { testConfig } from './helpers/test-server.js';
 
@@ -181,6 +186,63 @@ describe('TLS', () => {
       assert.equal(server.calls, 1);
     } finally {
       await server.stop();
+    }
+  });
+
+  it('serves the web port over TLS too, HTTP/1.1 and HTTP/2, with mutual TLS when a client CA is set', async () => {
+    const config = testConfig({
+      service: { web_port: 0 },
+      security: { tls: { cert_file: pki.serverCert, key_file: pki.serverKey, client_ca_file: pki.ca } },
+    });
+    const logger = createLogger(config.logging, { destination: captureLogs().stream });
+    const metrics = createMetrics();
+    const health = createHealthReporter([Synthesis.typeName]);
+    const web = createWebTransport({
+      config,
+      edge: createEdge({ config, logger, metrics }),
+      health,
+      services: [
+        registration(Synthesis, {
+          listVoices: async () => ({}),
+          synthesize: async function* () {},
+          synthesizeText: async function* () {},
+        } as never),
+      ],
+      tls: readTlsMaterial(config.security.tls),
+    });
+    const port = await web.listen();
+    const ca = readFileSync(pki.ca);
+    const mine = { ca, cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) };
+    const call = async (transport: Parameters<typeof createClient>[1]) => {
+      try {
+        await createClient(Synthesis, transport).listVoices({}, { timeoutMs: 5000 });
+        return 'ok';
+      } catch (error) {
+        return Code[ConnectError.from(error).code];
+      }
+    };
+    const baseUrl = `https://127.0.0.1:${port}`;
+    try {
+      assert.equal(
+        await call(createGrpcWebTransport({ baseUrl, httpVersion: '1.1', nodeOptions: mine })),
+        'ok',
+      );
+      assert.equal(
+        await call(createConnectTransport({ baseUrl, httpVersion: '2', nodeOptions: mine })),
+        'ok',
+      );
+      assert.notEqual(
+        await call(createGrpcWebTransport({ baseUrl, httpVersion: '1.1', nodeOptions: { ca } })),
+        'ok',
+        'no client certificate, no call',
+      );
+      assert.notEqual(
+        await call(createGrpcWebTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: '1.1' })),
+        'ok',
+        'nobody speaking plaintext',
+      );
+    } finally {
+      await web.drain(0);
     }
   });
 

@@ -7,8 +7,8 @@ import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { createLogger } from '../server/observability/logger.js';
 import { createMetrics } from '../server/observability/metrics.js';
 import { type CallContext, registration } from '../server/service/context.js';
-import { createHealthReporter } from '../server/transport/grpc/health.js';
 import { createGrpcTransport, type GrpcTransport } from '../server/transport/grpc/server.js';
+import { createHealthReporter } from '../server/transport/health-reporter.js';
 import { captureLogs } from './helpers/log-capture.js';
 import { testConfig } from './helpers/test-server.js';
 
@@ -248,12 +248,12 @@ describe('grpc transport call cap', () => {
       const handled = await metrics.registry.getSingleMetricAsString('grpc_server_handled_total');
       assert.match(
         handled,
-        /grpc_method="ListVoices",grpc_code="RESOURCE_EXHAUSTED"\} 1/,
+        /grpc_method="ListVoices",protocol="grpc",grpc_code="RESOURCE_EXHAUSTED"\} 1/,
         'refusals are recorded with their code',
       );
       assert.match(
         handled,
-        /grpc_method="ListVoices",grpc_code="DEADLINE_EXCEEDED"\} 1/,
+        /grpc_method="ListVoices",protocol="grpc",grpc_code="DEADLINE_EXCEEDED"\} 1/,
         'deadlines are not recorded as cancels',
       );
     } finally {

@@ -13,6 +13,9 @@ export const REDACTED_PATHS = [
   'headers.authorization',
   'config.security.api_keys',
   'security.api_keys',
+  'config.security.client_tokens.secret',
+  'security.client_tokens.secret',
+  'token',
 ];
 
 export interface CreateLoggerOptions {

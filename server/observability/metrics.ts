@@ -28,13 +28,16 @@ export interface CapacityFigures {
 const CAPACITY_REUSE_MS = 100;
 
 /**
- * The service's metrics, in their own registry. gRPC call metrics use the names of the gRPC
- * ecosystem (go-grpc-prometheus / grpc-ecosystem), so existing dashboards and alerts apply.
+ * The service's metrics, in their own registry. Call metrics use the names of the gRPC ecosystem
+ * (go-grpc-prometheus / grpc-ecosystem), so existing dashboards and alerts apply, for calls of every
+ * transport: gRPC, gRPC-Web and Connect alike, told apart by the `protocol` label.
  */
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const callLabels = ['grpc_type', 'grpc_service', 'grpc_method'] as const;
+  // `protocol` says how a call arrived: grpc (the gRPC port), grpc-web or connect (the web port).
+  // Dashboards that sum by method or code see every protocol together, as before the label.
+  const callLabels = ['grpc_type', 'grpc_service', 'grpc_method', 'protocol'] as const;
   let capacitySource: (() => CapacityFigures) | undefined;
   let capacityRead: { at: number; figures: CapacityFigures } | undefined;
   const capacity = (): CapacityFigures | undefined => {
@@ -117,7 +120,7 @@ export function createMetrics() {
     }),
     rejectedCalls: new Counter({
       name: 'voice_rejected_calls_total',
-      help: 'Calls refused before reaching a handler, by reason.',
+      help: 'Calls refused before reaching a handler (any protocol), by reason.',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -8,17 +8,21 @@ import type {
 import type { Logger } from '../observability/logger.js';
 
 /**
- * What a handler knows about its call, whatever the transport (gRPC over HTTP/2 today, grpc-web
- * later): a signal that aborts on cancel, deadline or drain; the request metadata; the peer.
+ * What a handler knows about its call, whatever the transport (gRPC on the gRPC port; gRPC-Web or
+ * Connect on the web port), as the edge (server/edge/) made it: a signal that aborts on cancel,
+ * deadline or drain; the request metadata; the peer; the caller.
  */
 export interface CallContext {
   /** Aborts when the client cancels, the deadline passes or the server drains; its reason is a VoiceError. */
   readonly signal: AbortSignal;
   /** When the call must be finished, if the client set a deadline. */
   readonly deadline: Date | undefined;
-  /** Request metadata with lower-case keys; binary values are left out. */
+  /**
+   * Request metadata with lower-case keys; binary values and credentials (x-api-key, authorization)
+   * are left out.
+   */
   readonly metadata: ReadonlyMap<string, string>;
-  /** The client's address as the transport sees it, e.g. "ipv4:127.0.0.1:53122". */
+  /** The direct peer as the transport sees it, e.g. "127.0.0.1:53122" or "[::1]:53122". */
   readonly peer: string;
   /** From x-request-id metadata, or generated. */
   readonly requestId: string;

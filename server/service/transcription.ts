@@ -6,9 +6,14 @@ import type { TranscribeRequest, Transcription } from '../gen/cortex/voice/v1/tr
 import { RECOGNITION_RATE } from '../pipeline/audio-input.js';
 import { admit, admitStream, type SharedServiceParts } from './admission.js';
 import type { CapacityEstimator, CapacityStream } from './capacity.js';
-import type { ServiceHandlers } from './context.js';
+import type { CallContext, ServiceHandlers } from './context.js';
 import { type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
 import { resolveTranscriptionSettings } from './transcription-config.js';
+import {
+  ANONYMOUS_OWNER,
+  createTranscriptionSessions,
+  type TranscriptionSessionOptions,
+} from './transcription-sessions.js';
 
 export interface TranscriptionEngines {
   readonly vad: EngineSlot<VoiceActivityDetector>;
@@ -23,7 +28,22 @@ export interface TranscriptionParts extends SharedServiceParts {
   readonly capacity?: CapacityEstimator;
   /** A live stream was refused for capacity (the refusals metric). */
   readonly onCapacityRefusal?: (model: string) => void;
+  /** Limits of StartTranscriptionSession sessions (service.sessions.*); DEFAULT_SESSION_LIMITS without them. */
+  readonly sessions?: SessionLimits;
 }
+
+/** The configurable limits of live sessions, as in service.sessions. */
+export type SessionLimits = Pick<
+  TranscriptionSessionOptions,
+  'gapTimeoutMs' | 'idleTimeoutMs' | 'maxPerCaller'
+>;
+
+/** service.sessions.gap_timeout_ms, idle_timeout_ms and max_per_caller by default. */
+export const DEFAULT_SESSION_LIMITS: SessionLimits = {
+  gapTimeoutMs: 2000,
+  idleTimeoutMs: 30_000,
+  maxPerCaller: 20,
+};
 
 /** A whole clip is fed to the pipeline in slices of this size, like a stream. */
 const FILE_SLICE_BYTES = 64 * 1024;
@@ -44,6 +64,16 @@ export function createTranscriptionService(
     limits,
     onAudio: shared.onAudio,
   });
+  const sessionLimits = shared.sessions ?? DEFAULT_SESSION_LIMITS;
+  const sessions = createTranscriptionSessions({ ...sessionLimits, maxChunkBytes: limits.maxChunkBytes });
+  /** Admits a live stream by capacity; its dependencies then report to the estimate. */
+  const admitLive = (deps: TranscribeSessionDeps, model: string) => {
+    const stream =
+      shared.capacity === undefined
+        ? undefined
+        : admitStream(shared.capacity, model, shared.onCapacityRefusal);
+    return { stream, deps: stream === undefined ? deps : reportingTo(stream, deps) };
+  };
 
   return {
     async *transcribe(requests, ctx) {
@@ -67,12 +97,37 @@ export function createTranscriptionService(
         deps.recognizer,
       );
       // Refused here, before any audio is read, when the stream would overload the workers.
-      using stream =
-        shared.capacity === undefined
-          ? undefined
-          : admitStream(shared.capacity, settings.model, shared.onCapacityRefusal);
-      const observed = stream === undefined ? deps : reportingTo(stream, deps);
-      yield* transcribeStream(audioOf(iterator), settings, observed, ctx.signal);
+      const live = admitLive(deps, settings.model);
+      using _stream = live.stream;
+      yield* transcribeStream(audioOf(iterator), settings, live.deps, ctx.signal);
+    },
+
+    async *startTranscriptionSession(request, ctx) {
+      const deps = dependencies();
+      using _slot = admit(shared.admission);
+      const settings = resolveTranscriptionSettings(request.config, config.models, deps.recognizer);
+      // Admitted exactly as Transcribe, before the session exists.
+      const live = admitLive(deps, settings.model);
+      using _stream = live.stream;
+      using session = sessions.open(ownerOf(ctx), ctx.signal);
+      yield {
+        sessionStarted: {
+          sessionId: session.id,
+          gapTimeoutMs: sessionLimits.gapTimeoutMs,
+          idleTimeoutMs: sessionLimits.idleTimeoutMs,
+          maxChunkBytes: limits.maxChunkBytes,
+        },
+      };
+      try {
+        yield* transcribeStream(session.audio, settings, live.deps, ctx.signal);
+      } catch (error) {
+        session.failed(error);
+        throw error;
+      }
+    },
+
+    async appendSessionAudio(request, ctx) {
+      return { acceptedThrough: await sessions.append(ownerOf(ctx), request, ctx.signal) };
     },
 
     async transcribeFile(request, ctx) {
@@ -144,6 +199,14 @@ function reportingTo(stream: CapacityStream, deps: TranscribeSessionDeps): Trans
     hasSpareCapacity: () => stream.hasSpareCapacity(),
   };
   return observed;
+}
+
+/**
+ * Who owns the sessions a call opens: the caller's id (an API key's, or the key behind a client
+ * token), or, for a call without credentials, the one anonymous owner all such calls share.
+ */
+function ownerOf(ctx: CallContext): string {
+  return ctx.caller === undefined ? ANONYMOUS_OWNER : `caller:${ctx.caller.id}`;
 }
 
 async function* audioOf(iterator: AsyncIterator<TranscribeRequest>): AsyncGenerator<Uint8Array> {

@@ -13,6 +13,8 @@ export interface TestServer {
   readonly config: Config;
   readonly address: string;
   readonly metricsUrl: string;
+  /** The gRPC-Web / Connect port, when the web transport is on. */
+  readonly webPort: number | undefined;
   readonly client: VoiceClient;
   readonly logs: LogCapture;
   stop(graceMs?: number): Promise<void>;
@@ -20,17 +22,20 @@ export interface TestServer {
 
 /**
  * Writes a config file for the test (sections as in config.yaml) and returns its path. Start-up
- * downloads are off unless a test turns them on, and the hub is a closed loopback port unless a
- * test names its mirror: no test ever reaches past this machine.
+ * downloads are off unless a test turns them on, the hub is a closed loopback port unless a test
+ * names its mirror (no test ever reaches past this machine), and the web port is ephemeral.
  */
 export function writeConfigFile(sections: Record<string, unknown>): string {
   const dir = mkdtempSync(join(tmpdir(), 'voice-config-'));
   const file = join(dir, 'config.yaml');
   const models = (sections.models ?? {}) as Record<string, unknown>;
+  const service = (sections.service ?? {}) as Record<string, unknown>;
   writeFileSync(
     file,
     stringify({
       ...sections,
+      // The web port is ephemeral too unless a test names one: tests never bind 8080.
+      service: { web_port: 0, ...service },
       models: { allow_downloads: false, hub_url: CLOSED_LOOPBACK_HUB, ...models },
     }),
   );
@@ -68,7 +73,7 @@ export async function startTestServer(
     options,
   );
   await prepare?.(server);
-  const { grpcPort, metricsPort } = await server.start();
+  const { grpcPort, webPort, metricsPort } = await server.start();
   const address = `127.0.0.1:${grpcPort}`;
   const client = createVoiceClient({ address });
   let stopped = false;
@@ -77,6 +82,7 @@ export async function startTestServer(
     config,
     address,
     metricsUrl: `http://127.0.0.1:${metricsPort}${config.monitoring.metrics_endpoint}`,
+    webPort,
     client,
     logs,
     async stop(graceMs = 0) {

@@ -1,9 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import { create, type DescMethod, type DescService, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, type DescMethod, fromBinary, toBinary } from '@bufbuild/protobuf';
 import type {
-  status as GrpcStatus,
   handleBidiStreamingCall,
   handleClientStreamingCall,
   handleServerStreamingCall,
@@ -12,58 +10,29 @@ import type {
   ServerErrorResponse,
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { Reason, toStatus, VoiceError } from '../../errors.js';
-import type { Logger } from '../../observability/logger.js';
+import type { EdgeCall } from '../../edge/edge.js';
+import { Reason, VoiceError } from '../../errors.js';
 import type { CallContext, ServiceRegistration } from '../../service/context.js';
+import type { EdgeCalls } from './edge-interceptor.js';
+import { grpcError } from './grpc-status.js';
 import { readMessages } from './read-messages.js';
-import { errorTrailers } from './trailers.js';
-
-export const REQUEST_ID_HEADER = 'x-request-id';
-/**
- * Set by the security interceptor on the incoming metadata: the client's address as resolved from
- * the connection and trusted proxies' x-forwarded-for, for the call log. A client's own value is
- * overwritten.
- */
-export const CLIENT_ADDRESS_METADATA = 'cortex-client-address';
-/** A cancel this close to the client's deadline is the deadline (the client's timer fires first). */
-export const DEADLINE_SLACK_MS = 50;
-
-/** Calls in progress, so a drain can cancel those still running when the grace period ends. */
-export class ActiveCalls {
-  readonly #controllers = new Set<AbortController>();
-
-  get size(): number {
-    return this.#controllers.size;
-  }
-
-  add(controller: AbortController): () => void {
-    this.#controllers.add(controller);
-    return () => this.#controllers.delete(controller);
-  }
-
-  abortAll(reason: VoiceError): void {
-    for (const controller of this.#controllers) controller.abort(reason);
-  }
-}
 
 export interface AdapterOptions {
-  readonly logger: Logger;
-  readonly activeCalls: ActiveCalls;
-  /** Deadline for unary calls whose client sets none, in milliseconds. */
-  readonly defaultUnaryTimeoutMs: number;
-  /** Longest a streaming call may last, in milliseconds. */
-  readonly maxStreamDurationMs: number;
+  /** Where the edge interceptor left each admitted call. */
+  readonly calls: EdgeCalls;
 }
 
 type AnyCall = {
   readonly metadata: Metadata;
-  getPeer(): string;
-  getDeadline(): Date | number;
   on(event: 'cancelled', listener: () => void): unknown;
   readonly cancelled: boolean;
 };
 
-/** Turns transport-neutral handlers into a grpc-js service implementation. */
+/**
+ * Turns transport-neutral handlers into a grpc-js service implementation. The edge interceptor has
+ * admitted the call and keeps its books; this only decodes, encodes, streams with backpressure and
+ * maps errors to statuses.
+ */
 export function adaptService(
   registration: ServiceRegistration,
   options: AdapterOptions,
@@ -74,18 +43,18 @@ export function adaptService(
     if (typeof handler !== 'function') {
       throw new Error(`no handler for ${registration.service.typeName}.${method.name}`);
     }
-    implementation[method.localName] = adaptMethod(registration.service, method, handler as Handler, options);
+    implementation[method.localName] = adaptMethod(method, handler as Handler, options);
   }
   return implementation;
 }
 
 type Handler = (input: unknown, ctx: CallContext) => unknown;
 
-function adaptMethod(service: DescService, method: DescMethod, invoke: Handler, options: AdapterOptions) {
+function adaptMethod(method: DescMethod, invoke: Handler, options: AdapterOptions) {
   switch (method.methodKind) {
     case 'unary':
       return ((call, callback) => {
-        const scope = openScope(service, method, call, options, false);
+        const scope = openScope(call, options);
         decodeOne(method, call.request)
           .then((request) => invoke(request, scope.ctx) as Promise<unknown>)
           .then(
@@ -100,7 +69,7 @@ function adaptMethod(service: DescService, method: DescMethod, invoke: Handler, 
       }) satisfies handleUnaryCall<Buffer, Buffer>;
     case 'server_streaming':
       return ((call) => {
-        const scope = openScope(service, method, call, options, true);
+        const scope = openScope(call, options);
         decodeOne(method, call.request)
           .then((request) =>
             writeAll(call, method, invoke(request, scope.ctx) as AsyncIterable<unknown>, scope),
@@ -113,7 +82,7 @@ function adaptMethod(service: DescService, method: DescMethod, invoke: Handler, 
       }) satisfies handleServerStreamingCall<Buffer, Buffer>;
     case 'client_streaming':
       return ((call, callback) => {
-        const scope = openScope(service, method, call, options, true);
+        const scope = openScope(call, options);
         const requests = readAll(call, method, scope.ctx.signal);
         Promise.resolve()
           .then(() => invoke(requests, scope.ctx) as Promise<unknown>)
@@ -125,7 +94,7 @@ function adaptMethod(service: DescService, method: DescMethod, invoke: Handler, 
       }) satisfies handleClientStreamingCall<Buffer, Buffer>;
     case 'bidi_streaming':
       return ((call) => {
-        const scope = openScope(service, method, call, options, true);
+        const scope = openScope(call, options);
         const requests = readAll(call, method, scope.ctx.signal);
         Promise.resolve()
           .then(() => writeAll(call, method, invoke(requests, scope.ctx) as AsyncIterable<unknown>, scope))
@@ -140,88 +109,21 @@ function adaptMethod(service: DescService, method: DescMethod, invoke: Handler, 
 
 interface CallScope {
   readonly ctx: CallContext;
+  readonly edgeCall: EdgeCall;
   readonly close: () => void;
 }
 
-function openScope(
-  service: DescService,
-  method: DescMethod,
-  call: AnyCall,
-  options: AdapterOptions,
-  streaming: boolean,
-): CallScope {
-  const controller = new AbortController();
-  const metadata = textMetadata(call.metadata);
-  const requestId = metadata.get(REQUEST_ID_HEADER) ?? randomUUID();
-  const peer = call.getPeer();
-  const clientDeadline = toDate(call.getDeadline());
-  // A stream ends at the earlier of the client's deadline and the server's stream limit; a unary
-  // call honours the client's deadline, and only one without a deadline gets service.timeout.
-  const limitMs = streaming ? options.maxStreamDurationMs : options.defaultUnaryTimeoutMs;
-  const serverDeadline = new Date(Date.now() + limitMs);
-  const deadline =
-    clientDeadline && (!streaming || clientDeadline < serverDeadline) ? clientDeadline : serverDeadline;
-  const timer = setTimeout(
-    () => {
-      const seconds = limitMs / 1000;
-      controller.abort(
-        deadline === clientDeadline
-          ? new VoiceError(Reason.DeadlineExceeded, "the client's deadline passed")
-          : streaming
-            ? new VoiceError(
-                Reason.LimitExceeded,
-                `the stream reached service.max_stream_duration_seconds (${seconds} s)`,
-              )
-            : new VoiceError(
-                Reason.DeadlineExceeded,
-                `the call took longer than service.timeout (${seconds} s); set a deadline to allow more`,
-              ),
-      );
-    },
-    Math.max(0, deadline.getTime() - Date.now()),
-  );
-  timer.unref();
+/** The handler's side of a call the edge admitted: its context, and cancellation reported back. */
+function openScope(call: AnyCall, options: AdapterOptions): CallScope {
+  const edgeCall = options.calls.get(call.metadata);
+  if (edgeCall === undefined) throw new Error('a call reached its handler without passing the edge');
+  const ctx = edgeCall.context();
   // A deadline expiry reaches the server as a cancellation (grpc-js's own timer, or the client's
-  // RST_STREAM a moment before the server's clock gets there); tell the two apart by the clock.
-  const onCancel = () =>
-    controller.abort(
-      clientDeadline !== undefined && Date.now() >= clientDeadline.getTime() - DEADLINE_SLACK_MS
-        ? new VoiceError(Reason.DeadlineExceeded, "the client's deadline passed")
-        : new VoiceError(Reason.Cancelled, 'the client cancelled the call'),
-    );
+  // RST_STREAM a moment before the server's clock gets there); the edge tells the two apart.
+  const onCancel = () => edgeCall.clientGone();
   call.on('cancelled', onCancel);
   if (call.cancelled) onCancel();
-  const untrack = options.activeCalls.add(controller);
-  const logger = options.logger.child({ method: `${service.typeName}/${method.name}`, requestId, peer });
-  return {
-    ctx: {
-      signal: controller.signal,
-      deadline: clientDeadline,
-      metadata,
-      peer,
-      requestId,
-      logger,
-    },
-    close: () => {
-      clearTimeout(timer);
-      untrack();
-      if (!controller.signal.aborted)
-        controller.abort(new VoiceError(Reason.Cancelled, 'the call has ended'));
-    },
-  };
-}
-
-function textMetadata(metadata: Metadata): Map<string, string> {
-  const result = new Map<string, string>();
-  for (const [key, value] of Object.entries(metadata.getMap())) {
-    if (typeof value === 'string') result.set(key.toLowerCase(), value);
-  }
-  return result;
-}
-
-function toDate(deadline: Date | number): Date | undefined {
-  if (deadline instanceof Date) return deadline;
-  return Number.isFinite(deadline) ? new Date(deadline) : undefined;
+  return { ctx, edgeCall, close: edgeCall.settle };
 }
 
 async function decodeOne(method: DescMethod, bytes: Buffer): Promise<unknown> {
@@ -286,11 +188,5 @@ async function writeAll(
 }
 
 function errorResponse(error: unknown, scope: CallScope): ServerErrorResponse {
-  const status = toStatus(error, scope.ctx.signal);
-  if (status.unexpected) scope.ctx.logger.error({ err: error }, 'call failed unexpectedly');
-  return Object.assign(new Error(status.message), {
-    code: status.code as number as GrpcStatus,
-    details: status.message,
-    metadata: errorTrailers(status.code, status.message, status.reason, status.retryAfterMs),
-  });
+  return grpcError(scope.edgeCall.status(error));
 }

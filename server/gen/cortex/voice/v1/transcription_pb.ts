@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cortex/voice/v1/transcription.proto.
  */
 export const file_cortex_voice_v1_transcription: GenFile = /*@__PURE__*/
-  fileDesc("CiNjb3J0ZXgvdm9pY2UvdjEvdHJhbnNjcmlwdGlvbi5wcm90bxIPY29ydGV4LnZvaWNlLnYxImcKEVRyYW5zY3JpYmVSZXF1ZXN0EjYKBmNvbmZpZxgBIAEoCzIkLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaXB0aW9uQ29uZmlnSAASDwoFYXVkaW8YAiABKAxIAEIJCgdyZXF1ZXN0IpQCChNUcmFuc2NyaXB0aW9uQ29uZmlnEjIKDGF1ZGlvX2Zvcm1hdBgBIAEoCzIcLmNvcnRleC52b2ljZS52MS5BdWRpb0Zvcm1hdBIQCghsYW5ndWFnZRgCIAEoCRIXCg9pbnRlcmltX3Jlc3VsdHMYAyABKAgSGwoTaW50ZXJpbV9pbnRlcnZhbF9tcxgEIAEoDRI3CgtlbmRwb2ludGluZxgFIAEoCzIiLmNvcnRleC52b2ljZS52MS5FbmRwb2ludGluZ0NvbmZpZxI5Cgp0aW1lc3RhbXBzGAYgASgOMiUuY29ydGV4LnZvaWNlLnYxLlRpbWVzdGFtcEdyYW51bGFyaXR5Eg0KBW1vZGVsGAcgASgJIvcBChFFbmRwb2ludGluZ0NvbmZpZxIdChBzcGVlY2hfdGhyZXNob2xkGAEgASgCSACIAQESIwoWbWluX3NwZWVjaF9kdXJhdGlvbl9tcxgCIAEoDUgBiAEBEiQKF21pbl9zaWxlbmNlX2R1cmF0aW9uX21zGAMgASgNSAKIAQESGgoNc3BlZWNoX3BhZF9tcxgEIAEoDUgDiAEBQhMKEV9zcGVlY2hfdGhyZXNob2xkQhkKF19taW5fc3BlZWNoX2R1cmF0aW9uX21zQhoKGF9taW5fc2lsZW5jZV9kdXJhdGlvbl9tc0IQCg5fc3BlZWNoX3BhZF9tcyLCAQoSVHJhbnNjcmliZVJlc3BvbnNlEjgKDnNwZWVjaF9zdGFydGVkGAEgASgLMh4uY29ydGV4LnZvaWNlLnYxLlNwZWVjaFN0YXJ0ZWRIABI0CgxzcGVlY2hfZW5kZWQYAiABKAsyHC5jb3J0ZXgudm9pY2UudjEuU3BlZWNoRW5kZWRIABIzCgZyZXN1bHQYAyABKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdEgAQgcKBWV2ZW50IjsKDVNwZWVjaFN0YXJ0ZWQSFwoPdXR0ZXJhbmNlX2luZGV4GAEgASgNEhEKCW9mZnNldF9tcxgCIAEoDSI5CgtTcGVlY2hFbmRlZBIXCg91dHRlcmFuY2VfaW5kZXgYASABKA0SEQoJb2Zmc2V0X21zGAIgASgNIucBChBUcmFuc2NyaXB0UmVzdWx0EgwKBHRleHQYASABKAkSEAoIaXNfZmluYWwYAiABKAgSFwoPdXR0ZXJhbmNlX2luZGV4GAMgASgNEhAKCHN0YXJ0X21zGAQgASgNEg4KBmVuZF9tcxgFIAEoDRIQCghsYW5ndWFnZRgGIAEoCRIsCghzZWdtZW50cxgHIAMoCzIaLmNvcnRleC52b2ljZS52MS5UaW1lZFRleHQSKQoFd29yZHMYCCADKAsyGi5jb3J0ZXgudm9pY2UudjEuVGltZWRUZXh0Eg0KBW1vZGVsGAkgASgJIjsKCVRpbWVkVGV4dBIMCgR0ZXh0GAEgASgJEhAKCHN0YXJ0X21zGAIgASgNEg4KBmVuZF9tcxgDIAEoDSJcChVUcmFuc2NyaWJlRmlsZVJlcXVlc3QSNAoGY29uZmlnGAEgASgLMiQuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRpb25Db25maWcSDQoFYXVkaW8YAiABKAwiYQoWVHJhbnNjcmliZUZpbGVSZXNwb25zZRIyCgdyZXN1bHRzGAEgAygLMiEuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRSZXN1bHQSEwoLZHVyYXRpb25fbXMYAiABKA0iFAoSR2V0Q2FwYWNpdHlSZXF1ZXN0Iu8BChNHZXRDYXBhY2l0eVJlc3BvbnNlEhoKEm1heF9maW5hbF9kZWxheV9tcxgBIAEoDRIPCgd3b3JrZXJzGAIgASgNEhgKEGFkbWl0dGVkX3N0cmVhbXMYAyABKA0SEgoKbG9hZF9yYXRpbxgEIAEoARIUCgxzcGVlY2hfcmF0aW8YBSABKAESHgoWbWVhbl91dHRlcmFuY2Vfc2Vjb25kcxgGIAEoARIXCg9yZWZ1c2VkX3N0cmVhbXMYByABKAQSLgoGbW9kZWxzGAggAygLMh4uY29ydGV4LnZvaWNlLnYxLk1vZGVsQ2FwYWNpdHkihgIKDU1vZGVsQ2FwYWNpdHkSDQoFbW9kZWwYASABKAkSFQoNZml4ZWRfc2Vjb25kcxgCIAEoARIgChhzZWNvbmRzX3Blcl9hdWRpb19zZWNvbmQYAyABKAESHQoVb2JzZXJ2ZWRfcmVjb2duaXRpb25zGAQgASgNEhgKEGFkbWl0dGVkX3N0cmVhbXMYBSABKA0SHwoXZXhwZWN0ZWRfZmluYWxfZGVsYXlfbXMYBiABKAESHgoWYWxsb3dlZF9maW5hbF9kZWxheV9tcxgHIAEoARIYChBjYXBhY2l0eV9zdHJlYW1zGAggASgNEhkKEWF2YWlsYWJsZV9zdHJlYW1zGAkgASgNKoABChRUaW1lc3RhbXBHcmFudWxhcml0eRIlCiFUSU1FU1RBTVBfR1JBTlVMQVJJVFlfVU5TUEVDSUZJRUQQABIhCh1USU1FU1RBTVBfR1JBTlVMQVJJVFlfU0VHTUVOVBABEh4KGlRJTUVTVEFNUF9HUkFOVUxBUklUWV9XT1JEEAIypwIKDVRyYW5zY3JpcHRpb24SWQoKVHJhbnNjcmliZRIiLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlUmVxdWVzdBojLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlUmVzcG9uc2UoATABEmEKDlRyYW5zY3JpYmVGaWxlEiYuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVGaWxlUmVxdWVzdBonLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlRmlsZVJlc3BvbnNlElgKC0dldENhcGFjaXR5EiMuY29ydGV4LnZvaWNlLnYxLkdldENhcGFjaXR5UmVxdWVzdBokLmNvcnRleC52b2ljZS52MS5HZXRDYXBhY2l0eVJlc3BvbnNlYgZwcm90bzM", [file_cortex_voice_v1_audio]);
+  fileDesc("CiNjb3J0ZXgvdm9pY2UvdjEvdHJhbnNjcmlwdGlvbi5wcm90bxIPY29ydGV4LnZvaWNlLnYxImcKEVRyYW5zY3JpYmVSZXF1ZXN0EjYKBmNvbmZpZxgBIAEoCzIkLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaXB0aW9uQ29uZmlnSAASDwoFYXVkaW8YAiABKAxIAEIJCgdyZXF1ZXN0IpQCChNUcmFuc2NyaXB0aW9uQ29uZmlnEjIKDGF1ZGlvX2Zvcm1hdBgBIAEoCzIcLmNvcnRleC52b2ljZS52MS5BdWRpb0Zvcm1hdBIQCghsYW5ndWFnZRgCIAEoCRIXCg9pbnRlcmltX3Jlc3VsdHMYAyABKAgSGwoTaW50ZXJpbV9pbnRlcnZhbF9tcxgEIAEoDRI3CgtlbmRwb2ludGluZxgFIAEoCzIiLmNvcnRleC52b2ljZS52MS5FbmRwb2ludGluZ0NvbmZpZxI5Cgp0aW1lc3RhbXBzGAYgASgOMiUuY29ydGV4LnZvaWNlLnYxLlRpbWVzdGFtcEdyYW51bGFyaXR5Eg0KBW1vZGVsGAcgASgJIvcBChFFbmRwb2ludGluZ0NvbmZpZxIdChBzcGVlY2hfdGhyZXNob2xkGAEgASgCSACIAQESIwoWbWluX3NwZWVjaF9kdXJhdGlvbl9tcxgCIAEoDUgBiAEBEiQKF21pbl9zaWxlbmNlX2R1cmF0aW9uX21zGAMgASgNSAKIAQESGgoNc3BlZWNoX3BhZF9tcxgEIAEoDUgDiAEBQhMKEV9zcGVlY2hfdGhyZXNob2xkQhkKF19taW5fc3BlZWNoX2R1cmF0aW9uX21zQhoKGF9taW5fc2lsZW5jZV9kdXJhdGlvbl9tc0IQCg5fc3BlZWNoX3BhZF9tcyL8AQoSVHJhbnNjcmliZVJlc3BvbnNlEjgKDnNwZWVjaF9zdGFydGVkGAEgASgLMh4uY29ydGV4LnZvaWNlLnYxLlNwZWVjaFN0YXJ0ZWRIABI0CgxzcGVlY2hfZW5kZWQYAiABKAsyHC5jb3J0ZXgudm9pY2UudjEuU3BlZWNoRW5kZWRIABIzCgZyZXN1bHQYAyABKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdEgAEjgKD3Nlc3Npb25fc3RhcnRlZBgEIAEoCzIfLmNvcnRleC52b2ljZS52MS5TZXNzaW9uU3RhcnRlZEIHCgVldmVudCJuCg5TZXNzaW9uU3RhcnRlZBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmdhcF90aW1lb3V0X21zGAIgASgNEhcKD2lkbGVfdGltZW91dF9tcxgDIAEoDRIXCg9tYXhfY2h1bmtfYnl0ZXMYBCABKA0iOwoNU3BlZWNoU3RhcnRlZBIXCg91dHRlcmFuY2VfaW5kZXgYASABKA0SEQoJb2Zmc2V0X21zGAIgASgNIjkKC1NwZWVjaEVuZGVkEhcKD3V0dGVyYW5jZV9pbmRleBgBIAEoDRIRCglvZmZzZXRfbXMYAiABKA0i5wEKEFRyYW5zY3JpcHRSZXN1bHQSDAoEdGV4dBgBIAEoCRIQCghpc19maW5hbBgCIAEoCBIXCg91dHRlcmFuY2VfaW5kZXgYAyABKA0SEAoIc3RhcnRfbXMYBCABKA0SDgoGZW5kX21zGAUgASgNEhAKCGxhbmd1YWdlGAYgASgJEiwKCHNlZ21lbnRzGAcgAygLMhouY29ydGV4LnZvaWNlLnYxLlRpbWVkVGV4dBIpCgV3b3JkcxgIIAMoCzIaLmNvcnRleC52b2ljZS52MS5UaW1lZFRleHQSDQoFbW9kZWwYCSABKAkiOwoJVGltZWRUZXh0EgwKBHRleHQYASABKAkSEAoIc3RhcnRfbXMYAiABKA0SDgoGZW5kX21zGAMgASgNIlwKFVRyYW5zY3JpYmVGaWxlUmVxdWVzdBI0CgZjb25maWcYASABKAsyJC5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdGlvbkNvbmZpZxINCgVhdWRpbxgCIAEoDCJhChZUcmFuc2NyaWJlRmlsZVJlc3BvbnNlEjIKB3Jlc3VsdHMYASADKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdBITCgtkdXJhdGlvbl9tcxgCIAEoDSIUChJHZXRDYXBhY2l0eVJlcXVlc3Qi7wEKE0dldENhcGFjaXR5UmVzcG9uc2USGgoSbWF4X2ZpbmFsX2RlbGF5X21zGAEgASgNEg8KB3dvcmtlcnMYAiABKA0SGAoQYWRtaXR0ZWRfc3RyZWFtcxgDIAEoDRISCgpsb2FkX3JhdGlvGAQgASgBEhQKDHNwZWVjaF9yYXRpbxgFIAEoARIeChZtZWFuX3V0dGVyYW5jZV9zZWNvbmRzGAYgASgBEhcKD3JlZnVzZWRfc3RyZWFtcxgHIAEoBBIuCgZtb2RlbHMYCCADKAsyHi5jb3J0ZXgudm9pY2UudjEuTW9kZWxDYXBhY2l0eSKGAgoNTW9kZWxDYXBhY2l0eRINCgVtb2RlbBgBIAEoCRIVCg1maXhlZF9zZWNvbmRzGAIgASgBEiAKGHNlY29uZHNfcGVyX2F1ZGlvX3NlY29uZBgDIAEoARIdChVvYnNlcnZlZF9yZWNvZ25pdGlvbnMYBCABKA0SGAoQYWRtaXR0ZWRfc3RyZWFtcxgFIAEoDRIfChdleHBlY3RlZF9maW5hbF9kZWxheV9tcxgGIAEoARIeChZhbGxvd2VkX2ZpbmFsX2RlbGF5X21zGAcgASgBEhgKEGNhcGFjaXR5X3N0cmVhbXMYCCABKA0SGQoRYXZhaWxhYmxlX3N0cmVhbXMYCSABKA0iWAogU3RhcnRUcmFuc2NyaXB0aW9uU2Vzc2lvblJlcXVlc3QSNAoGY29uZmlnGAEgASgLMiQuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRpb25Db25maWcibQoZQXBwZW5kU2Vzc2lvbkF1ZGlvUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhcKD3NlcXVlbmNlX251bWJlchgCIAEoDRINCgVhdWRpbxgDIAEoDBIUCgxlbmRfb2ZfYXVkaW8YBCABKAgiNgoaQXBwZW5kU2Vzc2lvbkF1ZGlvUmVzcG9uc2USGAoQYWNjZXB0ZWRfdGhyb3VnaBgBIAEoDSqAAQoUVGltZXN0YW1wR3JhbnVsYXJpdHkSJQohVElNRVNUQU1QX0dSQU5VTEFSSVRZX1VOU1BFQ0lGSUVEEAASIQodVElNRVNUQU1QX0dSQU5VTEFSSVRZX1NFR01FTlQQARIeChpUSU1FU1RBTVBfR1JBTlVMQVJJVFlfV09SRBACMo0ECg1UcmFuc2NyaXB0aW9uElkKClRyYW5zY3JpYmUSIi5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZVJlcXVlc3QaIy5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZVJlc3BvbnNlKAEwARJhCg5UcmFuc2NyaWJlRmlsZRImLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlRmlsZVJlcXVlc3QaJy5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZUZpbGVSZXNwb25zZRJYCgtHZXRDYXBhY2l0eRIjLmNvcnRleC52b2ljZS52MS5HZXRDYXBhY2l0eVJlcXVlc3QaJC5jb3J0ZXgudm9pY2UudjEuR2V0Q2FwYWNpdHlSZXNwb25zZRJ1ChlTdGFydFRyYW5zY3JpcHRpb25TZXNzaW9uEjEuY29ydGV4LnZvaWNlLnYxLlN0YXJ0VHJhbnNjcmlwdGlvblNlc3Npb25SZXF1ZXN0GiMuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVSZXNwb25zZTABEm0KEkFwcGVuZFNlc3Npb25BdWRpbxIqLmNvcnRleC52b2ljZS52MS5BcHBlbmRTZXNzaW9uQXVkaW9SZXF1ZXN0GisuY29ydGV4LnZvaWNlLnYxLkFwcGVuZFNlc3Npb25BdWRpb1Jlc3BvbnNlYgZwcm90bzM", [file_cortex_voice_v1_audio]);
 
 /**
  * One message of a Transcribe stream: the config first, then audio.
@@ -194,6 +194,15 @@ export type TranscribeResponse = Message<"cortex.voice.v1.TranscribeResponse"> &
     value: TranscriptResult;
     case: "result";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Set on the first response of a StartTranscriptionSession stream only, which carries no event:
+   * the new session's id and limits. Transcribe never sets it. (A field beside the oneof, not a
+   * case of it, so that code handling Transcribe's events sees the same three cases as before.)
+   *
+   * @generated from field: cortex.voice.v1.SessionStarted session_started = 4;
+   */
+  sessionStarted?: SessionStarted | undefined;
 };
 
 /**
@@ -202,6 +211,51 @@ export type TranscribeResponse = Message<"cortex.voice.v1.TranscribeResponse"> &
  */
 export const TranscribeResponseSchema: GenMessage<TranscribeResponse> = /*@__PURE__*/
   messageDesc(file_cortex_voice_v1_transcription, 3);
+
+/**
+ * A live transcription session was opened by StartTranscriptionSession.
+ *
+ * @generated from message cortex.voice.v1.SessionStarted
+ */
+export type SessionStarted = Message<"cortex.voice.v1.SessionStarted"> & {
+  /**
+   * The session's id, for AppendSessionAudioRequest.session_id. Random and unguessable.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * How long a chunk that arrived ahead of a missing one is held before the session fails with
+   * FAILED_PRECONDITION, in milliseconds (service.sessions.gap_timeout_ms).
+   *
+   * @generated from field: uint32 gap_timeout_ms = 2;
+   */
+  gapTimeoutMs: number;
+
+  /**
+   * How long the session may go without a new chunk before it ends with DEADLINE_EXCEEDED, in
+   * milliseconds (service.sessions.idle_timeout_ms).
+   *
+   * @generated from field: uint32 idle_timeout_ms = 3;
+   */
+  idleTimeoutMs: number;
+
+  /**
+   * The largest audio chunk one AppendSessionAudio may carry, in bytes
+   * (performance.max_audio_chunk_bytes).
+   *
+   * @generated from field: uint32 max_chunk_bytes = 4;
+   */
+  maxChunkBytes: number;
+};
+
+/**
+ * Describes the message cortex.voice.v1.SessionStarted.
+ * Use `create(SessionStartedSchema)` to create a new message.
+ */
+export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 4);
 
 /**
  * Speech began.
@@ -229,7 +283,7 @@ export type SpeechStarted = Message<"cortex.voice.v1.SpeechStarted"> & {
  * Use `create(SpeechStartedSchema)` to create a new message.
  */
 export const SpeechStartedSchema: GenMessage<SpeechStarted> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 4);
+  messageDesc(file_cortex_voice_v1_transcription, 5);
 
 /**
  * Speech ended.
@@ -257,7 +311,7 @@ export type SpeechEnded = Message<"cortex.voice.v1.SpeechEnded"> & {
  * Use `create(SpeechEndedSchema)` to create a new message.
  */
 export const SpeechEndedSchema: GenMessage<SpeechEnded> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 5);
+  messageDesc(file_cortex_voice_v1_transcription, 6);
 
 /**
  * Recognised text of one utterance.
@@ -335,7 +389,7 @@ export type TranscriptResult = Message<"cortex.voice.v1.TranscriptResult"> & {
  * Use `create(TranscriptResultSchema)` to create a new message.
  */
 export const TranscriptResultSchema: GenMessage<TranscriptResult> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 6);
+  messageDesc(file_cortex_voice_v1_transcription, 7);
 
 /**
  * A piece of text with its place on the stream's timeline.
@@ -370,7 +424,7 @@ export type TimedText = Message<"cortex.voice.v1.TimedText"> & {
  * Use `create(TimedTextSchema)` to create a new message.
  */
 export const TimedTextSchema: GenMessage<TimedText> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 7);
+  messageDesc(file_cortex_voice_v1_transcription, 8);
 
 /**
  * A whole clip to transcribe.
@@ -398,7 +452,7 @@ export type TranscribeFileRequest = Message<"cortex.voice.v1.TranscribeFileReque
  * Use `create(TranscribeFileRequestSchema)` to create a new message.
  */
 export const TranscribeFileRequestSchema: GenMessage<TranscribeFileRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 8);
+  messageDesc(file_cortex_voice_v1_transcription, 9);
 
 /**
  * Every final result of a clip.
@@ -426,7 +480,7 @@ export type TranscribeFileResponse = Message<"cortex.voice.v1.TranscribeFileResp
  * Use `create(TranscribeFileResponseSchema)` to create a new message.
  */
 export const TranscribeFileResponseSchema: GenMessage<TranscribeFileResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 9);
+  messageDesc(file_cortex_voice_v1_transcription, 10);
 
 /**
  * Asks for the live-transcription capacity estimate. No fields.
@@ -441,7 +495,7 @@ export type GetCapacityRequest = Message<"cortex.voice.v1.GetCapacityRequest"> &
  * Use `create(GetCapacityRequestSchema)` to create a new message.
  */
 export const GetCapacityRequestSchema: GenMessage<GetCapacityRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 10);
+  messageDesc(file_cortex_voice_v1_transcription, 11);
 
 /**
  * The live-transcription capacity estimate. Streams are real-time Transcribe streams; their load
@@ -518,7 +572,7 @@ export type GetCapacityResponse = Message<"cortex.voice.v1.GetCapacityResponse">
  * Use `create(GetCapacityResponseSchema)` to create a new message.
  */
 export const GetCapacityResponseSchema: GenMessage<GetCapacityResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 11);
+  messageDesc(file_cortex_voice_v1_transcription, 12);
 
 /**
  * The capacity estimate for streams that use one speech recognition model.
@@ -602,7 +656,96 @@ export type ModelCapacity = Message<"cortex.voice.v1.ModelCapacity"> & {
  * Use `create(ModelCapacitySchema)` to create a new message.
  */
 export const ModelCapacitySchema: GenMessage<ModelCapacity> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 12);
+  messageDesc(file_cortex_voice_v1_transcription, 13);
+
+/**
+ * Opens a live transcription session.
+ *
+ * @generated from message cortex.voice.v1.StartTranscriptionSessionRequest
+ */
+export type StartTranscriptionSessionRequest = Message<"cortex.voice.v1.StartTranscriptionSessionRequest"> & {
+  /**
+   * The session's settings, as for Transcribe. Required.
+   *
+   * @generated from field: cortex.voice.v1.TranscriptionConfig config = 1;
+   */
+  config?: TranscriptionConfig | undefined;
+};
+
+/**
+ * Describes the message cortex.voice.v1.StartTranscriptionSessionRequest.
+ * Use `create(StartTranscriptionSessionRequestSchema)` to create a new message.
+ */
+export const StartTranscriptionSessionRequestSchema: GenMessage<StartTranscriptionSessionRequest> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 14);
+
+/**
+ * One chunk of a session's audio.
+ *
+ * @generated from message cortex.voice.v1.AppendSessionAudioRequest
+ */
+export type AppendSessionAudioRequest = Message<"cortex.voice.v1.AppendSessionAudioRequest"> & {
+  /**
+   * The session, from SessionStarted.session_id.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The chunk's place in the session's audio: 1 for the first chunk, then 2, 3, … with no gaps.
+   * Required (0 is refused).
+   *
+   * @generated from field: uint32 sequence_number = 2;
+   */
+  sequenceNumber: number;
+
+  /**
+   * Audio in the session's configured format, at most SessionStarted.max_chunk_bytes. Chunks may be
+   * of any size, may split a sample or a WAV header, and may be empty.
+   *
+   * @generated from field: bytes audio = 3;
+   */
+  audio: Uint8Array;
+
+  /**
+   * The session's audio ends with this chunk: once it and every chunk before it are applied, the
+   * pending utterance is recognised, every final result is sent and the stream ends with OK (the
+   * half-close of Transcribe). A chunk numbered past it is refused.
+   *
+   * @generated from field: bool end_of_audio = 4;
+   */
+  endOfAudio: boolean;
+};
+
+/**
+ * Describes the message cortex.voice.v1.AppendSessionAudioRequest.
+ * Use `create(AppendSessionAudioRequestSchema)` to create a new message.
+ */
+export const AppendSessionAudioRequestSchema: GenMessage<AppendSessionAudioRequest> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 15);
+
+/**
+ * What a session has accepted.
+ *
+ * @generated from message cortex.voice.v1.AppendSessionAudioResponse
+ */
+export type AppendSessionAudioResponse = Message<"cortex.voice.v1.AppendSessionAudioResponse"> & {
+  /**
+   * Every chunk numbered up to and including this one has been applied, in order; 0 before the
+   * first. A chunk numbered above it arrived early and is held until the missing ones arrive.
+   *
+   * @generated from field: uint32 accepted_through = 1;
+   */
+  acceptedThrough: number;
+};
+
+/**
+ * Describes the message cortex.voice.v1.AppendSessionAudioResponse.
+ * Use `create(AppendSessionAudioResponseSchema)` to create a new message.
+ */
+export const AppendSessionAudioResponseSchema: GenMessage<AppendSessionAudioResponse> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 16);
 
 /**
  * Timestamps attached to final results.
@@ -655,6 +798,8 @@ export const Transcription: GenService<{
    * events may come first; finals always come in utterance order). When the client half-closes,
    * the pending utterance is recognised and every final result is sent before the call ends with OK.
    *
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
    * @generated from rpc cortex.voice.v1.Transcription.Transcribe
    */
   transcribe: {
@@ -687,6 +832,50 @@ export const Transcription: GenService<{
     methodKind: "unary";
     input: typeof GetCapacityRequestSchema;
     output: typeof GetCapacityResponseSchema;
+  },
+  /**
+   * Live transcription for clients that cannot stream requests, such as browsers over gRPC-Web or
+   * Connect: the same pipeline and events as Transcribe, with the audio sent by AppendSessionAudio
+   * instead of on this call. The first response carries `session_started`, naming the new
+   * session, and no event; the responses after it are Transcribe's events. The session belongs to
+   * the caller that opened it: its API key, or the key behind its client token (without
+   * credentials configured, every caller without one shares one anonymous owner, and the
+   * unguessable session id is what keeps others out). Admitted by capacity like Transcribe
+   * (RESOURCE_EXHAUSTED when the server is full). The
+   * call ends with OK once the chunk marked `end_of_audio` and every chunk before it have been
+   * applied and every final result sent; with FAILED_PRECONDITION naming the missing sequence
+   * number when a chunk stays missing longer than `SessionStarted.gap_timeout_ms`; with
+   * DEADLINE_EXCEEDED when no new chunk arrives for `SessionStarted.idle_timeout_ms`. Cancelling
+   * it ends the session.
+   *
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc cortex.voice.v1.Transcription.StartTranscriptionSession
+   */
+  startTranscriptionSession: {
+    methodKind: "server_streaming";
+    input: typeof StartTranscriptionSessionRequestSchema;
+    output: typeof TranscribeResponseSchema;
+  },
+  /**
+   * Appends one chunk of audio to a session opened by StartTranscriptionSession. Chunks are
+   * numbered from 1 and applied in that order: a chunk that arrives early is held until the ones
+   * before it arrive, and a number already received is acknowledged and ignored, so retrying a
+   * chunk is always safe and chunks may be sent concurrently. The response says through which
+   * number audio has been applied. A session whose audio is not being consumed fast enough
+   * answers once it has room again (backpressure). Errors: NOT_FOUND for an unknown session or one
+   * that has ended (its stream finished, was cancelled or went idle; retries of the chunks of a
+   * session whose audio was complete are still acknowledged for a minute); PERMISSION_DENIED for a
+   * session another caller opened; FAILED_PRECONDITION once a missing chunk has failed the
+   * session, naming it, or for a chunk numbered past the one marked `end_of_audio`.
+   *
+   * @generated from rpc cortex.voice.v1.Transcription.AppendSessionAudio
+   */
+  appendSessionAudio: {
+    methodKind: "unary";
+    input: typeof AppendSessionAudioRequestSchema;
+    output: typeof AppendSessionAudioResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cortex_voice_v1_transcription, 0);

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type Config, ConfigError } from '../../config.js';
+import { type Config, ConfigError } from '../config.js';
 
 /** Request metadata carrying the caller's API key. */
 export const API_KEY_HEADER = 'x-api-key';
