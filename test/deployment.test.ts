@@ -28,6 +28,8 @@ const read = (path: string) => readFileSync(join(root, path), 'utf8');
 const yamlFile = (path: string): Yaml => parseYaml(read(path));
 
 const defaults = loadConfig({ env: {} });
+/** The web transport's port: gRPC-Web and Connect for browsers, where Envoy sends them. */
+const WEB_PORT = defaults.service.web_port;
 const HEALTH_SERVICES = ['', Transcription.typeName, Synthesis.typeName];
 /** Variables the server reads (server/config.ts) plus those Node itself or the image use. */
 const SERVER_ENV = new Set(['VOICE_CONFIG', ...ENV_OVERRIDES.map((override) => override.variable)]);
@@ -153,45 +155,67 @@ function dashboardExpressions(): string[] {
 
 const voiceClusters = (): Yaml[] =>
   envoy.static_resources.clusters.filter((cluster: Yaml) => cluster.name.startsWith('cortex_voice'));
+/** Native gRPC goes to the grpc-js port; browsers (gRPC-Web, Connect) to the web port. */
+const webClusters = (): Yaml[] =>
+  voiceClusters().filter((cluster: Yaml) => cluster.name.startsWith('cortex_voice_web'));
+const grpcClusters = (): Yaml[] =>
+  voiceClusters().filter((cluster: Yaml) => !cluster.name.startsWith('cortex_voice_web'));
 const voiceListener = (): Yaml =>
   envoy.static_resources.listeners.find((listener: Yaml) => listener.name === 'voice_tls');
 const connectionManager = (): Yaml => voiceListener().filter_chains[0].filters[0].typed_config;
-const corsPolicy = (): Yaml =>
-  connectionManager().route_config.virtual_hosts[0].typed_per_filter_config['envoy.filters.http.cors'];
+const voiceRoutes = (): Yaml[] => connectionManager().route_config.virtual_hosts[0].routes;
+/** Routes that forward (the last one answers 404 itself). */
+const forwardingRoutes = (): Yaml[] => voiceRoutes().filter((route: Yaml) => route.route !== undefined);
+const clusterNamed = (name: string): Yaml => voiceClusters().find((cluster: Yaml) => cluster.name === name);
+const endpointsOf = (cluster: Yaml): Yaml[] =>
+  cluster.load_assignment.endpoints.flatMap((group: Yaml) =>
+    group.lb_endpoints.map((lb: Yaml) => lb.endpoint),
+  );
 
 describe('ports agree with the server defaults', () => {
   const grpcPort = defaults.service.port;
   const metricsPort = defaults.monitoring.prometheus_port;
 
-  it('the Dockerfile exposes the gRPC and metrics ports and health-checks the gRPC one', () => {
+  it('the Dockerfile exposes the gRPC and metrics ports (and no other than the web port) and health-checks the gRPC one', () => {
     const exposed = runtimeStage.instructions
       .filter((instruction) => instruction.keyword === 'EXPOSE')
       .flatMap((instruction) => instruction.args.split(/\s+/).map((port) => Number(port.split('/')[0])));
-    assert.deepEqual(exposed.sort(), [grpcPort, metricsPort].sort());
+    for (const port of [grpcPort, metricsPort]) assert.ok(exposed.includes(port), `EXPOSE ${port}`);
+    for (const port of exposed) assert.ok([grpcPort, metricsPort, WEB_PORT].includes(port), `EXPOSE ${port}`);
     const check = runtimeStage.instructions.find((instruction) => instruction.keyword === 'HEALTHCHECK');
     assert.ok(check, 'a HEALTHCHECK');
     const { command } = healthcheck(check.args);
     assert.equal(command[command.indexOf('--address') + 1], `127.0.0.1:${grpcPort}`);
   });
 
-  it('compose publishes both ports, and Prometheus scrapes the metrics port', () => {
-    const published = (compose.services.voice.ports as string[]).map((port) =>
-      Number(port.split(':').at(-1)),
-    );
-    assert.deepEqual(published.sort(), [grpcPort, metricsPort].sort());
+  it('compose publishes the gRPC, web and metrics ports on 127.0.0.1 only, and Prometheus scrapes the metrics port', () => {
+    const ports = compose.services.voice.ports as string[];
+    const published = ports.map((port) => Number(port.split(':').at(-1)));
+    assert.deepEqual(published.sort(), [grpcPort, WEB_PORT, metricsPort].sort());
+    for (const port of ports) assert.ok(port.startsWith('127.0.0.1:'), `${port} stays on the host`);
+    const service = loadConfig({ file: join(root, 'deploy/compose/config.yaml'), env: {} }).service;
+    assert.equal(service.web_enabled, true, 'Envoy sends browsers to the web port');
+    assert.equal(service.web_port, WEB_PORT);
     const prometheus: Yaml = yamlFile('deploy/prometheus/prometheus.yml');
     const voiceJob = prometheus.scrape_configs.find((job: Yaml) => job.job_name === 'cortex-voice');
     assert.equal(voiceJob.metrics_path, defaults.monitoring.metrics_endpoint);
     assert.deepEqual(voiceJob.static_configs[0].targets, [`voice:${metricsPort}`]);
   });
 
-  it('every Envoy voice cluster targets the gRPC port', () => {
-    assert.equal(voiceClusters().length, 3);
-    for (const cluster of voiceClusters()) {
-      for (const group of cluster.load_assignment.endpoints) {
-        for (const { endpoint } of group.lb_endpoints) {
-          assert.equal(endpoint.address.socket_address.port_value, grpcPort, cluster.name);
-        }
+  it('Envoy sends native gRPC to the gRPC port and browsers to the web port, health-checked on the gRPC port', () => {
+    assert.equal(grpcClusters().length, 3);
+    assert.equal(webClusters().length, 3);
+    for (const cluster of grpcClusters()) {
+      for (const endpoint of endpointsOf(cluster)) {
+        assert.equal(endpoint.address.socket_address.port_value, grpcPort, cluster.name);
+        assert.equal(endpoint.health_check_config, undefined, `${cluster.name} is checked where it serves`);
+      }
+    }
+    for (const cluster of webClusters()) {
+      for (const endpoint of endpointsOf(cluster)) {
+        assert.equal(endpoint.address.socket_address.port_value, WEB_PORT, cluster.name);
+        // gRPC health checks are served by grpc-js, in the same process as the web port.
+        assert.equal(endpoint.health_check_config.port_value, grpcPort, cluster.name);
       }
     }
   });
@@ -200,7 +224,7 @@ describe('ports agree with the server defaults', () => {
     const ports = Object.fromEntries(
       container.ports.map((port: Yaml) => [port.name, port.containerPort]),
     ) as Record<string, number>;
-    assert.deepEqual(ports, { grpc: grpcPort, metrics: metricsPort });
+    assert.deepEqual(ports, { grpc: grpcPort, web: WEB_PORT, metrics: metricsPort });
     assert.equal(container.readinessProbe.grpc.port, grpcPort);
     const annotations = deployment.spec.template.metadata.annotations;
     assert.equal(annotations['prometheus.io/port'], String(metricsPort));
@@ -212,24 +236,42 @@ describe('ports agree with the server defaults', () => {
     assert.ok(
       service.spec.ports.some((port: Yaml) => port.port === metricsPort && port.targetPort === 'metrics'),
     );
+    // Envoy reaches both serving ports of every pod through the headless Service, the web one in h2c.
+    for (const name of ['cortex-voice', 'cortex-voice-headless']) {
+      const web = k8s('Service', name).spec.ports.find((port: Yaml) => port.name === 'web');
+      assert.ok(web, `${name} has a web port`);
+      assert.equal(web.port, WEB_PORT);
+      assert.equal(web.targetPort, 'web');
+      assert.equal(web.appProtocol, 'kubernetes.io/h2c');
+      const grpcPortEntry = k8s('Service', name).spec.ports.find((port: Yaml) => port.name === 'grpc');
+      assert.equal(grpcPortEntry.port, grpcPort);
+    }
     const configured = loadConfigText(configMap.data['config.yaml']);
     assert.equal(configured.service.port, grpcPort);
+    assert.equal(configured.service.web_enabled, true, 'Envoy sends browsers to the web port');
+    assert.equal(configured.service.web_port, WEB_PORT);
+    assert.equal(configured.service.demo_page, false, 'no demo page in production');
     assert.equal(configured.monitoring.prometheus_port, metricsPort);
   });
 });
 
 describe('health checks ask the services the server reports', () => {
   it('Envoy checks "", Transcription and Synthesis, and routes each service to its own check', () => {
-    const checked = voiceClusters().map(
-      (cluster: Yaml) => cluster.health_checks[0].grpc_health_check.service_name as string,
-    );
-    assert.deepEqual([...checked].sort(), [...HEALTH_SERVICES].sort());
-    const routes = connectionManager().route_config.virtual_hosts[0].routes;
+    for (const clusters of [grpcClusters(), webClusters()]) {
+      const checked = clusters.map(
+        (cluster: Yaml) => cluster.health_checks[0].grpc_health_check.service_name as string,
+      );
+      assert.deepEqual([...checked].sort(), [...HEALTH_SERVICES].sort());
+    }
     for (const service of [Transcription.typeName, Synthesis.typeName]) {
-      const route = routes.find((candidate: Yaml) => candidate.match.prefix === `/${service}/`);
-      assert.ok(route, `a route for ${service}`);
-      const cluster = voiceClusters().find((candidate: Yaml) => candidate.name === route.route.cluster);
-      assert.equal(cluster.health_checks[0].grpc_health_check.service_name, service);
+      const routes = forwardingRoutes().filter(
+        (candidate: Yaml) => candidate.match.prefix === `/${service}/`,
+      );
+      assert.equal(routes.length, 2, `a native and a browser route for ${service}`);
+      for (const route of routes) {
+        const cluster = clusterNamed(route.route.cluster);
+        assert.equal(cluster.health_checks[0].grpc_health_check.service_name, service, route.route.cluster);
+      }
     }
   });
 
@@ -353,7 +395,7 @@ describe('stop grace periods outlast the drain', () => {
   });
 
   it('Envoy lets streams run at least as long as the server does', () => {
-    for (const route of connectionManager().route_config.virtual_hosts[0].routes) {
+    for (const route of forwardingRoutes()) {
       assert.equal(route.route.timeout, '0s', 'no overall timeout on streaming routes');
       const limit = route.route.max_stream_duration;
       assert.ok(seconds(limit.max_stream_duration) >= defaults.service.max_stream_duration_seconds);
@@ -422,14 +464,27 @@ describe('metric names exist in the server registry', () => {
 });
 
 describe('Envoy configuration', () => {
-  it('filters run grpc_web, cors, local_ratelimit, router, with no buffering filter', () => {
+  it('filters run local_ratelimit then router: no grpc_web, cors or buffering filter', () => {
     const names = connectionManager().http_filters.map((filter: Yaml) => filter.name);
-    assert.deepEqual(names, [
-      'envoy.filters.http.grpc_web',
-      'envoy.filters.http.cors',
-      'envoy.filters.http.local_ratelimit',
-      'envoy.filters.http.router',
-    ]);
+    assert.deepEqual(names, ['envoy.filters.http.local_ratelimit', 'envoy.filters.http.router']);
+  });
+
+  it('native gRPC goes to grpc-js; gRPC-Web, Connect and preflights on the API paths to the web port; nothing else', () => {
+    const routes = voiceRoutes();
+    const native = routes.filter((route: Yaml) => route.match.grpc !== undefined);
+    const browser = forwardingRoutes().filter((route: Yaml) => route.match.grpc === undefined);
+    assert.deepEqual(
+      native.map((route: Yaml) => route.match.prefix),
+      [`/${Transcription.typeName}/`, `/${Synthesis.typeName}/`, '/'],
+    );
+    // Routes match in order: every native route comes before any browser route.
+    assert.ok(routes.indexOf(native.at(-1)) < routes.indexOf(browser[0]));
+    for (const route of native) assert.ok(grpcClusters().includes(clusterNamed(route.route.cluster)));
+    for (const route of browser) {
+      assert.ok(webClusters().includes(clusterNamed(route.route.cluster)), route.match.prefix);
+      assert.match(route.match.prefix, /^\/(cortex\.voice\.v1\.|grpc\.health\.v1\.Health\/)/);
+    }
+    assert.deepEqual(routes.at(-1), { match: { prefix: '/' }, direct_response: { status: 404 } });
   });
 
   it('upstream clusters speak HTTP/2 and have health checks, circuit breakers and outlier detection', () => {
@@ -437,33 +492,42 @@ describe('Envoy configuration', () => {
       const options =
         cluster.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
       assert.ok(options.explicit_http_config.http2_protocol_options, `${cluster.name} uses HTTP/2`);
+      assert.ok(cluster.health_checks[0].grpc_health_check, `${cluster.name} is health-checked`);
       assert.ok(cluster.circuit_breakers.thresholds.length > 0);
       assert.ok(cluster.outlier_detection);
     }
   });
 
-  it('CORS lets browsers read gRPC status and send the headers clients use', () => {
-    const policy = corsPolicy();
-    const list = (value: string) => value.split(',').map((item) => item.trim().toLowerCase());
-    for (const header of ['grpc-status', 'grpc-message', 'grpc-status-details-bin', 'x-request-id']) {
-      assert.ok(list(policy.expose_headers).includes(header), `exposes ${header}`);
-    }
-    for (const header of [
-      'x-grpc-web',
-      'x-user-agent',
-      'content-type',
-      'x-api-key',
-      'x-request-id',
-      'grpc-timeout',
-    ]) {
-      assert.ok(list(policy.allow_headers).includes(header), `allows ${header}`);
-    }
+  it('Envoy leaves CORS to the service: no CORS policy of its own; compose and Kubernetes give the same CORS_ORIGINS', () => {
+    const text = JSON.stringify(envoy);
+    assert.doesNotMatch(text, /envoy\.filters\.http\.cors|CorsPolicy|allow_origin_string_match/);
+    const origins = compose.services.voice.environment.CORS_ORIGINS.split(',');
+    assert.ok(origins.length > 0 && origins.every((origin: string) => origin.startsWith('https://')));
+    assert.deepEqual(configMap.data.CORS_ORIGINS.split(','), origins);
+    // Envoy's own refusals (rate limit, 503, 404) stay readable by a page: they carry no data.
+    const mapper = connectionManager().local_reply_config.mappers[0];
+    assert.equal(mapper.filter.header_filter.header.name, 'origin');
+    const added = Object.fromEntries(
+      mapper.headers_to_add.map((entry: Yaml) => [entry.header.key, entry.header.value]),
+    );
+    assert.equal(added['access-control-allow-origin'], '*');
+    assert.match(added['access-control-expose-headers'], /grpc-status/);
   });
 
-  it("the allowed origins are the service's CORS_ORIGINS in compose and Kubernetes", () => {
-    const origins = corsPolicy().allow_origin_string_match.map((match: Yaml) => match.exact);
-    assert.deepEqual(compose.services.voice.environment.CORS_ORIGINS.split(','), origins);
-    assert.deepEqual(configMap.data.CORS_ORIGINS.split(','), origins);
+  it('browser Transcription calls get a rate-limit bucket per connection, enough for a live microphone', () => {
+    const route = forwardingRoutes().find(
+      (candidate: Yaml) => candidate.route.cluster === 'cortex_voice_web_transcription',
+    );
+    const limit = route.typed_per_filter_config['envoy.filters.http.local_ratelimit'];
+    assert.equal(limit.local_rate_limit_per_downstream_connection, true);
+    const perSecond = limit.token_bucket.tokens_per_fill / seconds(limit.token_bucket.fill_interval);
+    // The browser SDK sends ~100 ms chunks: 10 calls a second per microphone, plus headroom.
+    assert.ok(perSecond >= 20, `${perSecond}/s`);
+    assert.equal(limit.rate_limited_as_resource_exhausted, true);
+    // Its events pause while the speaker does, so it is not reset after the usual 300 s.
+    assert.ok(
+      seconds(route.route.idle_timeout) >= seconds(route.route.max_stream_duration.max_stream_duration),
+    );
   });
 
   it('the rate limit is 10 calls/s with bursts of 20, answered as RESOURCE_EXHAUSTED', () => {
