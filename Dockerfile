@@ -46,7 +46,7 @@ RUN if [ -n "$PREPULL_MODELS" ]; then node dist/clients/cli/main.js models pull 
 
 VOLUME ["/models"]
 # 8899 gRPC (h2c; put Envoy in front for TLS and grpc-web), 9090 Prometheus metrics.
-EXPOSE 8899 9090
+EXPOSE 8899 8080 9090
 
 # The server drains on SIGTERM for service.drain_grace_seconds (30 s): give `docker stop` more,
 # e.g. `docker stop -t 45`; compose sets stop_grace_period.
