@@ -123,6 +123,11 @@ export function createVoiceServer(
   for (const slot of [engines.vad, engines.recognizer, engines.synthesizer]) slot.onChange(updateHealth);
 
   // One edge for both ports: the same keys, tokens, limits, call cap, metrics and drain.
+  if (config.security.client_tokens.secret === undefined) {
+    logger.warn(
+      'no security.client_tokens.secret (VOICE_TOKEN_SECRET): client tokens are signed with a random key and work only on this instance until it restarts',
+    );
+  }
   const tokens = createClientTokens({
     secret: config.security.client_tokens.secret ?? generateClientTokenSecret(),
     ttlSeconds: config.security.client_tokens.ttl_seconds,
