@@ -1,5 +1,6 @@
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { Access } from '../../server/gen/cortex/voice/v1/access_pb.js';
 import { Synthesis } from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from '../../server/gen/cortex/voice/v1/transcription_pb.js';
 import { Health } from '../../server/gen/health/v1/health_pb.js';
@@ -26,6 +27,8 @@ export interface VoiceClient {
   readonly transcription: Client<typeof Transcription>;
   readonly synthesis: Client<typeof Synthesis>;
   readonly health: Client<typeof Health>;
+  /** Mints short-lived client tokens for browsers (needs the API key). */
+  readonly access: Client<typeof Access>;
   /** Closes the connection; calls in flight fail. */
   close(): void;
 }
@@ -57,6 +60,7 @@ export function createVoiceClient(options: VoiceClientOptions): VoiceClient {
     transcription: createClient(Transcription, transport),
     synthesis: createClient(Synthesis, transport),
     health: createClient(Health, transport),
+    access: createClient(Access, transport),
     close: () => sessionManager.abort(),
   };
 }

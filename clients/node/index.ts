@@ -3,6 +3,7 @@
  * Streaming calls take and return async iterables; every call takes an AbortSignal and a timeout.
  */
 export { Code, ConnectError } from '@connectrpc/connect';
+export * from '../../server/gen/cortex/voice/v1/access_pb.js';
 export * from '../../server/gen/cortex/voice/v1/audio_pb.js';
 export * from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 export * from '../../server/gen/cortex/voice/v1/transcription_pb.js';
