@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type CapacityOptions, createCapacityEstimator } from '../server/service/capacity.js';
-import { erlangC, meanWait } from '../server/service/queueing.js';
+import { erlangC, meanWait, waitQuantile } from '../server/service/queueing.js';
 
 /** A clock the test moves by hand, in milliseconds. */
 function manualClock() {
@@ -32,6 +32,17 @@ describe('the queueing approximation', () => {
     close(erlangC(2, 1), 1 / 3, 1e-12, 'two servers: A²/(2 + A)');
     assert.equal(erlangC(2, 0), 0);
     assert.equal(erlangC(2, 2), 1);
+  });
+
+  it('gives the exact M/M/1 wait quantile, zero when few arrivals wait, infinite past capacity', () => {
+    // M/M/1, ρ = 0.8, E[S] = 1: P(W > t) = 0.8 e^{−0.2 t}, so the p95 is 5 ln 16.
+    close(waitQuantile(1, 0.8, 1, 1, 0.95), 5 * Math.log(16), 1e-9, 'p95');
+    assert.equal(waitQuantile(1, 0.04, 1, 1, 0.95), 0, 'only 4 % wait at all');
+    assert.equal(waitQuantile(2, 2, 1, 1, 0.95), Number.POSITIVE_INFINITY);
+    assert.ok(
+      waitQuantile(1, 0.8, 1, 0, 0.95) < waitQuantile(1, 0.8, 1, 1, 0.95),
+      'deterministic service waits less',
+    );
   });
 
   it('is exact for M/M/1 and for M/D/1 (Pollaczek–Khinchine)', () => {
@@ -104,12 +115,13 @@ describe('the capacity estimator', () => {
 
   it('refuses the first stream that would push the expected final delay past the bound', () => {
     // One worker, a fixed 100 ms per utterance (M/D/1), prior speech ratio 1 and 2 s utterances:
-    // λ = 0.5 per stream, A = 0.05 n, D = 0.05 A / (1 − A) + 0.1 ≤ 0.5 ⇔ A ≤ 8/9 ⇔ n ≤ 17.
+    // λ = 0.5 per stream, A = 0.05 n; a final waits with probability A, then for a mean of
+    // 0.05 / (1 − A), so its p95 delay is 0.05 / (1 − A) · ln(20 A) + 0.1 ≤ 0.5 ⇔ A ≤ 0.674 ⇔ n ≤ 13.
     const { capacity } = estimator();
     capacity.calibrate('m', { fixedSeconds: 0.1, perAudioSecond: 0 });
     const first = capacity.snapshot().models[0];
-    assert.equal(first?.capacityStreams, 17);
-    assert.equal(first?.availableStreams, 17);
+    assert.equal(first?.capacityStreams, 13);
+    assert.equal(first?.availableStreams, 13);
     let admitted = 0;
     let previousDelay = 0;
     let previousLoad = 0;
@@ -123,27 +135,30 @@ describe('the capacity estimator', () => {
       previousLoad = capacity.loadRatio();
       assert.ok(admitted < 100, 'never refused');
     }
-    assert.equal(admitted, 17);
+    assert.equal(admitted, 13);
     const refused = capacity.assess('m');
     assert.ok(refused.expectedDelayMs > 500);
     assert.equal(refused.allowedDelayMs, 500);
     assert.equal(refused.model, 'm');
     const snapshot = capacity.snapshot();
-    assert.equal(snapshot.admittedStreams, 17);
+    assert.equal(snapshot.admittedStreams, 13);
     assert.equal(snapshot.models[0]?.availableStreams, 0);
-    close(snapshot.loadRatio, 0.85, 1e-9, 'load ratio');
+    close(snapshot.loadRatio, 0.65, 1e-9, 'load ratio');
   });
 
   it('admits again when a stream ends, and hints a retry after the mean time until one does', () => {
     const { capacity, clock } = estimator();
     capacity.calibrate('m', { fixedSeconds: 0.1, perAudioSecond: 0 });
-    const streams = Array.from({ length: 17 }, () => capacity.openStream('m'));
+    const streams = Array.from({ length: 15 }, () => capacity.openStream('m'));
     assert.equal(capacity.assess('m').admit, false);
-    assert.equal(capacity.assess('m').retryAfterMs, 3500, 'a 60 s prior duration over 17 streams');
+    assert.equal(capacity.assess('m').retryAfterMs, 4000, 'a 60 s prior duration over 15 streams');
     clock.advance(30_000);
     streams[0]?.close();
     streams[0]?.close();
-    assert.equal(capacity.snapshot().admittedStreams, 16, 'closing is idempotent');
+    streams[1]?.close();
+    assert.equal(capacity.snapshot().admittedStreams, 13, 'closing is idempotent');
+    assert.equal(capacity.assess('m').admit, false, 'still at capacity');
+    streams[2]?.close();
     assert.equal(capacity.assess('m').admit, true);
   });
 

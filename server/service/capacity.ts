@@ -15,9 +15,10 @@
  * The delay of a final
  * A real-time stream of model m sends utterances at λ = r / E[L] per second, each needing
  * S = a_m + b_m·L seconds of one worker. The streams' finals queue for c = performance.workers servers, with
- * the other work B (in busy workers) as further load: an M/G/c queue whose mean wait Wq comes from
- * the Allen–Cunneen approximation (queueing.ts). A final of model m is expected D_m = Wq + E[S_m]
- * after its utterance ends; past capacity (offered load A ≥ c) D = ∞. Assumptions: finals are
+ * the other work B (in busy workers) as further load: an M/G/c queue whose wait comes from the
+ * Allen–Cunneen approximation (queueing.ts). The bound is a p95, so a final of model m is held to
+ * D_m = Wq95 + E[S_m], with Wq95 the 95th percentile of the wait; past capacity (offered load
+ * A ≥ c) D = ∞. Assumptions: finals are
  * served first-come first-served among themselves, ahead of synthesis and interims (their
  * priority); synthesis is counted as load of the same servers, which overstates the wait it causes
  * (it cannot overtake a final); interims are not counted: they are deferrable, and
@@ -180,7 +181,7 @@ export function createCapacityEstimator(options: CapacityOptions): CapacityEstim
     const first = probe === undefined ? undefined : costs.known(probe);
     const alone = first === undefined ? { mean: 0, square: 0 } : moments(first);
     const queue = mixedQueueWait(workers, classes, traffic.backgroundLoad(), alone);
-    return { ratio: queue.offered / workers, waitSeconds: queue.wait, serviceSeconds: service };
+    return { ratio: queue.offered / workers, waitSeconds: queue.wait95, serviceSeconds: service };
   }
 
   /** What a model's finals are held to, in seconds, given its own service time. */

@@ -10,6 +10,11 @@
  *     Wq ≈ ErlangC(c, A) · E[S] / (c − A) · (1 + Cs²) / 2,
  * exact for M/M/c (Cs² = 1), the standard approximation for M/D/c (Cs² = 0, e.g. Whisper's fixed
  * cost) and M/G/c. A ≥ c: the queue grows without bound, Wq = ∞.
+ *
+ * The wait's tail: in M/M/c a customer waits with probability C = ErlangC(c, A), and then for an
+ * exponential time of mean E[S] / (c − A); with the same (1 + Cs²) / 2 correction the q-quantile of
+ * the wait is m · ln(C / (1 − q)) for C > 1 − q (m the corrected conditional mean), else 0. The
+ * service's bound is a p95, so admission compares it with the 95th percentile, not the mean.
  */
 
 /** The first two moments of a random quantity: E[X] and E[X²]. */
@@ -30,6 +35,8 @@ export interface MixedQueue {
   readonly offered: number;
   /** Mean wait before service starts, in the unit of the service times (Infinity past capacity). */
   readonly wait: number;
+  /** The 95th percentile of that wait. */
+  readonly wait95: number;
 }
 
 /** Erlang C: the probability that an arrival waits, c servers, offered load `offered` (< c). */
@@ -49,6 +56,22 @@ export function meanWait(servers: number, offered: number, meanService: number, 
   if (offered <= 0) return 0;
   if (offered >= servers) return Number.POSITIVE_INFINITY;
   return ((erlangC(servers, offered) * meanService) / (servers - offered)) * ((1 + serviceScv) / 2);
+}
+
+/** The q-quantile of the Allen–Cunneen wait (see the module comment); Infinity past capacity. */
+export function waitQuantile(
+  servers: number,
+  offered: number,
+  meanService: number,
+  serviceScv: number,
+  quantile: number,
+): number {
+  if (offered <= 0) return 0;
+  if (offered >= servers) return Number.POSITIVE_INFINITY;
+  const waiting = erlangC(servers, offered);
+  if (waiting <= 1 - quantile) return 0;
+  const conditionalMean = (meanService / (servers - offered)) * ((1 + serviceScv) / 2);
+  return conditionalMean * Math.log(waiting / (1 - quantile));
 }
 
 /** The moments of a service time linear in a length L: S = fixed + perUnit·L, from L's moments. */
@@ -82,7 +105,11 @@ export function mixedQueueWait(
   const meanService = arrivals > 0 ? work / arrivals : alone.mean;
   const meanSquare = arrivals > 0 ? square / arrivals : alone.square;
   const scv = meanService > 0 ? Math.max(0, meanSquare / meanService ** 2 - 1) : 0;
-  return { offered, wait: meanWait(servers, offered, meanService, scv) };
+  return {
+    offered,
+    wait: meanWait(servers, offered, meanService, scv),
+    wait95: waitQuantile(servers, offered, meanService, scv, 0.95),
+  };
 }
 
 /** The largest n in [0, ceiling] for which `fits(n)` holds; `fits` is monotone (true up to some n). */
