@@ -1,22 +1,20 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type GeneratedMoonshineModel, generateMoonshineModel } from './fixtures/moonshine-model.js';
 import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
 import { runCli } from './helpers/cli.js';
+import { type HubMirror, startHubMirror } from './helpers/hub-mirror.js';
 import { writeConfigFile } from './helpers/test-server.js';
 
 /** A stand-in for the model hub on loopback, serving a generated model in the hub's URL layout. */
 describe('voice models', () => {
-  let hub: Server;
+  let hub: HubMirror;
   let hubUrl: string;
   let source: GeneratedWhisperModel;
   let english: GeneratedMoonshineModel;
-  const requests: string[] = [];
 
   before(async () => {
     const mirror = mkdtempSync(join(tmpdir(), 'voice-hub-'));
@@ -27,21 +25,10 @@ describe('voice models', () => {
       modelId: 'cortex-test/moonshine-published',
       legacyConfig: true,
     });
-    hub = createServer((request, response) => {
-      requests.push(request.url ?? '');
-      const match = /^\/(.+?)\/resolve\/main\/(.+)$/.exec(request.url ?? '');
-      const path = match ? join(mirror, match[1]!, match[2]!) : '';
-      if (!match || !existsSync(path)) {
-        response.writeHead(404).end('not found');
-        return;
-      }
-      const body = readFileSync(path);
-      response.writeHead(200, { 'content-length': body.length }).end(body);
-    });
-    await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
-    hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`;
+    hub = await startHubMirror(mirror);
+    hubUrl = hub.url;
   });
-  after(() => new Promise<void>((resolve) => hub.close(() => resolve())));
+  after(() => hub.close());
 
   const configFor = (cacheDir: string, model = source.modelId, englishModel = '') =>
     writeConfigFile({

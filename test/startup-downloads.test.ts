@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +11,7 @@ import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from '../server/gen/cortex/voice/v1/transcription_pb.js';
 import { createLogger } from '../server/observability/logger.js';
 import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
+import { type HubMirror, startHubMirror } from './helpers/hub-mirror.js';
 import { repoRoot } from './helpers/paths.js';
 import { CLOSED_LOOPBACK_HUB, startTestServer, testConfig, writeConfigFile } from './helpers/test-server.js';
 
@@ -33,38 +32,25 @@ function loaded<T>(slot: EngineSlot<T>): Promise<T> {
  * called, so a test can look at the server while the download is under way.
  */
 describe('start-up downloads of missing models', () => {
-  let hub: Server;
+  let hub: HubMirror;
   let hubUrl: string;
   let source: GeneratedWhisperModel;
   let release: () => void = () => {};
-  let gate: Promise<void> = Promise.resolve();
-  const requested: string[] = [];
 
   before(async () => {
     const mirror = mkdtempSync(join(tmpdir(), 'voice-hub-'));
     source = await generateWhisperModel({ root: mirror, modelId: 'cortex-test/whisper-to-download' });
-    hub = createServer((request, response) => {
-      requested.push(request.url ?? '');
-      void gate.then(() => {
-        const match = /^\/(.+?)\/resolve\/main\/(.+)$/.exec(request.url ?? '');
-        const path = match ? join(mirror, match[1]!, match[2]!) : '';
-        if (!match || !existsSync(path)) {
-          response.writeHead(404).end('not found');
-          return;
-        }
-        const body = readFileSync(path);
-        response.writeHead(200, { 'content-length': body.length }).end(body);
-      });
-    });
-    await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
-    hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`;
+    hub = await startHubMirror(mirror);
+    hubUrl = hub.url;
   });
-  after(() => new Promise<void>((resolve) => hub.close(() => resolve())));
+  after(() => hub.close());
 
   it('serves synthesis while it downloads, then turns transcription SERVING', async () => {
-    gate = new Promise((resolve) => {
-      release = resolve;
-    });
+    hub.holdAnswersUntil(
+      new Promise((resolve) => {
+        release = resolve;
+      }),
+    );
     const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
     const t = await startTestServer({
       models: {
@@ -99,7 +85,7 @@ describe('start-up downloads of missing models', () => {
       assert.ok(messages.includes('model download progress'));
       assert.ok(messages.includes('model downloaded'));
       assert.ok(messages.includes('reloading model workers'));
-      assert.ok(requested.some((url) => url.endsWith('/onnx/encoder_model.onnx')));
+      assert.ok(hub.requested.some((url) => url.endsWith('/onnx/encoder_model.onnx')));
     } finally {
       release();
       await t.stop();
@@ -143,7 +129,7 @@ describe('start-up downloads of missing models', () => {
 
   it('with downloads off, fetches nothing and names the missing files', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
-    const before = requested.length;
+    const before = hub.requested.length;
     const t = await startTestServer({
       models: {
         cache_dir: cacheDir,
@@ -156,7 +142,7 @@ describe('start-up downloads of missing models', () => {
     try {
       await t.server.loadEngines();
       await t.server.modelsInstalled;
-      assert.equal(requested.length, before);
+      assert.equal(hub.requested.length, before);
       assert.throws(
         () => t.server.engines.recognizer.require(),
         /is not installed: it must be in .*missing config\.json/,
