@@ -409,8 +409,8 @@ describe('transcription sessions: admission by capacity and drain', () => {
 
   it('admits sessions by capacity together with Transcribe streams, refusing past it with OVER_CAPACITY', async () => {
     const modelId = t.config.models.stt.model;
-    // 400 ms a final on one worker: room for 3 live streams within 1 s (as in the Transcribe test).
-    t.server.capacity.calibrate(modelId, { fixedSeconds: 0.4, perAudioSecond: 0 });
+    // 300 ms a final on one worker: room for 3 live streams within 1 s at p95 (as in the Transcribe test).
+    t.server.capacity.calibrate(modelId, { fixedSeconds: 0.3, perAudioSecond: 0 });
     const room = (await t.client.transcription.getCapacity({})).models.find((m) => m.model === modelId);
     assert.equal(room?.availableStreams, 3);
     const sessions = [await openSession(client, config), await openSession(client, config)];
@@ -463,9 +463,7 @@ describe('transcription sessions: admission by capacity and drain', () => {
 });
 
 describe('transcription sessions: finishing during a drain', () => {
-  it('accepts the audio of a session open when the drain began, flushes it and ends with OK', {
-    todo: 'the edge refuses every call while draining, AppendSessionAudio too; it must let appends through to sessions already open',
-  }, async () => {
+  it('accepts the audio of a session open when the drain began, flushes it and ends with OK', async () => {
     const t = await startServerWithEngines({ security: { rate_limit: { enabled: false } } });
     const client = createVoiceClient({ address: t.address });
     let stopping: Promise<void> | undefined;
