@@ -13,7 +13,13 @@ import { createLogger } from '../server/observability/logger.js';
 import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
 import { type HubMirror, startHubMirror } from './helpers/hub-mirror.js';
 import { repoRoot } from './helpers/paths.js';
-import { CLOSED_LOOPBACK_HUB, startTestServer, testConfig, writeConfigFile } from './helpers/test-server.js';
+import {
+  CLOSED_LOOPBACK_HUB,
+  startTestServer,
+  type TestServer,
+  testConfig,
+  writeConfigFile,
+} from './helpers/test-server.js';
 
 /** Resolves once the slot holds an engine (or at once when it already does). */
 function loaded<T>(slot: EngineSlot<T>): Promise<T> {
@@ -25,6 +31,25 @@ function loaded<T>(slot: EngineSlot<T>): Promise<T> {
     slot.onChange(check);
     check();
   });
+}
+
+/** A test server on one worker whose models folder is empty, with only the multilingual model configured. */
+async function serverWithEmptyCache(options: {
+  readonly allowDownloads: boolean;
+  readonly hubUrl: string;
+  readonly model: string;
+}): Promise<{ t: TestServer; cacheDir: string }> {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+  const t = await startTestServer({
+    models: {
+      cache_dir: cacheDir,
+      allow_downloads: options.allowDownloads,
+      hub_url: options.hubUrl,
+      stt: { model: options.model, english_model: '', dtype: 'fp32' },
+    },
+    performance: { workers: 1 },
+  });
+  return { t, cacheDir };
 }
 
 /**
@@ -51,15 +76,10 @@ describe('start-up downloads of missing models', () => {
         release = resolve;
       }),
     );
-    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
-    const t = await startTestServer({
-      models: {
-        cache_dir: cacheDir,
-        allow_downloads: true,
-        hub_url: hubUrl,
-        stt: { model: source.modelId, english_model: '', dtype: 'fp32' },
-      },
-      performance: { workers: 1 },
+    const { t, cacheDir } = await serverWithEmptyCache({
+      allowDownloads: true,
+      hubUrl,
+      model: source.modelId,
     });
     try {
       await t.server.loadEngines();
@@ -93,15 +113,10 @@ describe('start-up downloads of missing models', () => {
   });
 
   it('offline: fails at once with one line naming what is missing, and synthesis serves', async () => {
-    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
-    const t = await startTestServer({
-      models: {
-        cache_dir: cacheDir,
-        allow_downloads: true,
-        hub_url: CLOSED_LOOPBACK_HUB,
-        stt: { model: 'onnx-community/whisper-base', english_model: '', dtype: 'fp32' },
-      },
-      performance: { workers: 1 },
+    const { t, cacheDir } = await serverWithEmptyCache({
+      allowDownloads: true,
+      hubUrl: CLOSED_LOOPBACK_HUB,
+      model: 'onnx-community/whisper-base',
     });
     try {
       const started = performance.now();
@@ -128,17 +143,8 @@ describe('start-up downloads of missing models', () => {
   });
 
   it('with downloads off, fetches nothing and names the missing files', async () => {
-    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
     const before = hub.requested.length;
-    const t = await startTestServer({
-      models: {
-        cache_dir: cacheDir,
-        allow_downloads: false,
-        hub_url: hubUrl,
-        stt: { model: source.modelId, english_model: '', dtype: 'fp32' },
-      },
-      performance: { workers: 1 },
-    });
+    const { t } = await serverWithEmptyCache({ allowDownloads: false, hubUrl, model: source.modelId });
     try {
       await t.server.loadEngines();
       await t.server.modelsInstalled;
