@@ -8,26 +8,11 @@ import {
   normalizeModelConfig,
   readModelConfig,
 } from '../server/engines/asr-model-config.js';
-import {
-  createTransformersRecognizer,
-  moonshineTokenBudget,
-  type TransformersRecognizer,
-} from '../server/engines/transformers-asr.js';
-import type { RecognizeOptions } from '../server/engines/types.js';
+import { moonshineTokenBudget, type TransformersRecognizer } from '../server/engines/transformers-asr.js';
 import { Reason, VoiceError } from '../server/errors.js';
 import { type GeneratedMoonshineModel, generateMoonshineModel } from './fixtures/moonshine-model.js';
 import { seededRandom } from './helpers/random.js';
-
-function options(overrides: Partial<RecognizeOptions> = {}): RecognizeOptions {
-  return {
-    language: undefined,
-    timestamps: 'none',
-    priority: 'final',
-    model: undefined,
-    signal: new AbortController().signal,
-    ...overrides,
-  };
-}
+import { localRecognizer, recognizeOptions } from './helpers/recognizer.js';
 
 /** Seeded noise of the given length in seconds at 16 kHz (the generated models say their text for any audio). */
 function seconds(length: number): Float32Array {
@@ -56,15 +41,7 @@ describe('Moonshine through the library ASR pipeline, on generated models', () =
       text: 'old keys still work',
       legacyConfig: true,
     });
-    recognizer = createTransformersRecognizer({
-      cacheDir: root,
-      allowRemote: false,
-      defaultModel: model.modelId,
-      dtype: 'fp32',
-      allowedModels: [long.modelId, legacy.modelId],
-      device: 'cpu',
-      threads: 1,
-    });
+    recognizer = localRecognizer(root, model.modelId, [long.modelId, legacy.modelId]);
   });
 
   after(async () => {
@@ -73,7 +50,7 @@ describe('Moonshine through the library ASR pipeline, on generated models', () =
 
   it('says the scripted text, in English, for short and long utterances', async () => {
     for (const length of [0.03, 0.4, 3, 12]) {
-      const result = await recognizer.recognize(seconds(length), options());
+      const result = await recognizer.recognize(seconds(length), recognizeOptions());
       assert.deepEqual(
         result,
         { text: 'hello from the moon', language: 'en', model: model.modelId, segments: [], words: [] },
@@ -88,23 +65,23 @@ describe('Moonshine through the library ASR pipeline, on generated models', () =
     assert.equal(moonshineTokenBudget(16_000), 10);
     assert.equal(moonshineTokenBudget(30 * 16_000), 184);
     // The 12-word script needs 13 steps with its end token: 0.5 s allows 7, 2 s allows 16.
-    const short = await recognizer.recognize(seconds(0.5), options({ model: long.modelId }));
+    const short = await recognizer.recognize(seconds(0.5), recognizeOptions({ model: long.modelId }));
     assert.equal(short.text, 'one two three four five six seven');
-    const enough = await recognizer.recognize(seconds(2), options({ model: long.modelId }));
+    const enough = await recognizer.recognize(seconds(2), recognizeOptions({ model: long.modelId }));
     assert.equal(enough.text, long.text);
   });
 
   it('gives one segment spanning the utterance when segments or words are asked for', async () => {
-    const result = await recognizer.recognize(seconds(1.5), options({ timestamps: 'word' }));
+    const result = await recognizer.recognize(seconds(1.5), recognizeOptions({ timestamps: 'word' }));
     assert.deepEqual(result.segments, [{ text: 'hello from the moon', startMs: 0, endMs: 1500 }]);
     assert.deepEqual(result.words, []);
   });
 
   it('is English-only: another language is refused naming the field, auto and en are English', async () => {
-    const auto = await recognizer.recognize(seconds(1), options({ language: 'auto' }));
+    const auto = await recognizer.recognize(seconds(1), recognizeOptions({ language: 'auto' }));
     assert.equal(auto.language, 'en');
     await assert.rejects(
-      recognizer.recognize(seconds(1), options({ language: 'de' })),
+      recognizer.recognize(seconds(1), recognizeOptions({ language: 'de' })),
       (error: unknown) =>
         error instanceof VoiceError &&
         error.reason === Reason.InvalidArgument &&
@@ -114,7 +91,7 @@ describe('Moonshine through the library ASR pipeline, on generated models', () =
 
   it('loads a published-style config.json with the old key names, normalised in memory', async () => {
     const before = await readFile(join(legacy.folder, 'config.json'), 'utf8');
-    const result = await recognizer.recognize(seconds(1), options({ model: legacy.modelId }));
+    const result = await recognizer.recognize(seconds(1), recognizeOptions({ model: legacy.modelId }));
     assert.equal(result.text, 'old keys still work');
     assert.equal(
       await readFile(join(legacy.folder, 'config.json'), 'utf8'),
@@ -138,16 +115,8 @@ describe('Moonshine through the library ASR pipeline, on generated models', () =
     assert.equal(rewritten.encoder_num_key_value_heads, original.num_key_value_heads);
     assert.equal(rewritten.decoder_num_key_value_heads, original.num_key_value_heads);
     assert.equal(await normalizeInstalledConfig(installed.folder), false, 'nothing left to change');
-    const fresh = createTransformersRecognizer({
-      cacheDir: root,
-      allowRemote: false,
-      defaultModel: installed.modelId,
-      dtype: 'fp32',
-      allowedModels: [],
-      device: 'cpu',
-      threads: 1,
-    });
-    assert.equal((await fresh.recognize(seconds(1), options())).text, installed.text);
+    const fresh = localRecognizer(root, installed.modelId);
+    assert.equal((await fresh.recognize(seconds(1), recognizeOptions())).text, installed.text);
   });
 
   it('leaves Whisper configs and configs that already have the new keys alone', () => {

@@ -6,17 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import {
-  createTransformersRecognizer,
-  type TransformersRecognizer,
-} from '../server/engines/transformers-asr.js';
-import type { RecognizeOptions } from '../server/engines/types.js';
+import type { TransformersRecognizer } from '../server/engines/transformers-asr.js';
 import { Reason, VoiceError } from '../server/errors.js';
 import {
   type GeneratedWhisperModel,
   generateWhisperModel,
   whisperModelFiles,
 } from './fixtures/whisper-model.js';
+import { localRecognizer, recognizeOptions } from './helpers/recognizer.js';
 
 const run = promisify(execFile);
 
@@ -34,17 +31,6 @@ async function speak(text: string, folder: string): Promise<Float32Array> {
   );
   const bytes = Uint8Array.from(stdout);
   return new Float32Array(bytes.buffer, 0, bytes.byteLength / 4);
-}
-
-function options(overrides: Partial<RecognizeOptions> = {}): RecognizeOptions {
-  return {
-    language: undefined,
-    timestamps: 'none',
-    priority: 'final',
-    model: undefined,
-    signal: new AbortController().signal,
-    ...overrides,
-  };
 }
 
 /**
@@ -107,15 +93,7 @@ describe('transformers Whisper recognizer on a generated tiny model', () => {
       modelId: 'cortex-test/whisper-tiny-german',
       text: 'Grüße aus Köln',
     });
-    recognizer = createTransformersRecognizer({
-      cacheDir: root,
-      allowRemote: false,
-      defaultModel: model.modelId,
-      dtype: 'fp32',
-      allowedModels: [german.modelId, 'cortex-test/not-installed'],
-      device: 'cpu',
-      threads: 1,
-    });
+    recognizer = localRecognizer(root, model.modelId, [german.modelId, 'cortex-test/not-installed']);
     speech = await speak('hello world', root);
   });
 
@@ -125,7 +103,7 @@ describe('transformers Whisper recognizer on a generated tiny model', () => {
 
   it('transcribes real speech to the text the model was generated with', async () => {
     assert.ok(speech.length > 8000, 'espeak-ng produced speech');
-    const result = await recognizer.recognize(speech, options());
+    const result = await recognizer.recognize(speech, recognizeOptions());
     assert.deepEqual(result, {
       text: 'Hello world.',
       language: 'en',
@@ -136,21 +114,27 @@ describe('transformers Whisper recognizer on a generated tiny model', () => {
   });
 
   it('decodes non-ASCII text through the byte-level tokenizer', async () => {
-    const result = await recognizer.recognize(speech, options({ model: german.modelId, language: 'de' }));
+    const result = await recognizer.recognize(
+      speech,
+      recognizeOptions({ model: german.modelId, language: 'de' }),
+    );
     assert.equal(result.text, 'Grüße aus Köln');
     assert.equal(result.language, 'de');
     assert.equal(result.model, german.modelId);
   });
 
   it('returns the segment the model closes with timestamp tokens', async () => {
-    const result = await recognizer.recognize(speech, options({ timestamps: 'segment' }));
+    const result = await recognizer.recognize(speech, recognizeOptions({ timestamps: 'segment' }));
     assert.equal(result.text, 'Hello world.');
     assert.deepEqual(result.segments, [{ text: 'Hello world.', startMs: 0, endMs: 1000 }]);
     assert.deepEqual(result.words, []);
   });
 
   it('returns ordered word timestamps inside the segment', async () => {
-    const result = await recognizer.recognize(speech, options({ timestamps: 'word', language: 'fr' }));
+    const result = await recognizer.recognize(
+      speech,
+      recognizeOptions({ timestamps: 'word', language: 'fr' }),
+    );
     assert.equal(result.text, 'Hello world.');
     assert.equal(result.language, 'fr');
     assert.deepEqual(
@@ -170,7 +154,7 @@ describe('transformers Whisper recognizer on a generated tiny model', () => {
 
   it('rejects a language the model has no token for', async () => {
     await assert.rejects(
-      recognizer.recognize(speech, options({ language: 'xx' })),
+      recognizer.recognize(speech, recognizeOptions({ language: 'xx' })),
       reasonOf(Reason.InvalidArgument, /language: "xx".*\ben, zh, de\b/),
     );
   });
@@ -178,7 +162,7 @@ describe('transformers Whisper recognizer on a generated tiny model', () => {
   it('names the model id and the folder when the model is not installed', async () => {
     const folder = join(root, 'cortex-test', 'not-installed');
     await assert.rejects(
-      recognizer.recognize(speech, options({ model: 'cortex-test/not-installed' })),
+      recognizer.recognize(speech, recognizeOptions({ model: 'cortex-test/not-installed' })),
       reasonOf(
         Reason.EngineUnavailable,
         new RegExp(`"cortex-test/not-installed".*${folder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
@@ -188,7 +172,7 @@ describe('transformers Whisper recognizer on a generated tiny model', () => {
 
   it('refuses a model outside the allow-list and names the allowed ones', async () => {
     await assert.rejects(
-      recognizer.recognize(speech, options({ model: 'openai/whisper-large-v3' })),
+      recognizer.recognize(speech, recognizeOptions({ model: 'openai/whisper-large-v3' })),
       reasonOf(
         Reason.UnknownResource,
         new RegExp(`whisper-large-v3.*${model.modelId}, ${german.modelId}, cortex-test/not-installed`),
@@ -198,14 +182,14 @@ describe('transformers Whisper recognizer on a generated tiny model', () => {
 
   it('stops decoding when the call is cancelled mid-way', async () => {
     const controller = new AbortController();
-    const pending = recognizer.recognize(speech, options({ signal: controller.signal }));
+    const pending = recognizer.recognize(speech, recognizeOptions({ signal: controller.signal }));
     setImmediate(() => controller.abort());
     await assert.rejects(pending, reasonOf(Reason.Cancelled));
   });
 
   it('rejects audio longer than one 30 s Whisper pass', async () => {
     await assert.rejects(
-      recognizer.recognize(new Float32Array(30 * 16_000 + 1), options()),
+      recognizer.recognize(new Float32Array(30 * 16_000 + 1), recognizeOptions()),
       reasonOf(Reason.LimitExceeded),
     );
   });
@@ -301,15 +285,7 @@ describe('spoken-language detection on generated tiny models', () => {
     assert.ok(lang_to_id !== undefined && task_to_id !== undefined);
     await writeFile(configPath, JSON.stringify({ ...config, is_multilingual: false }));
 
-    recognizer = createTransformersRecognizer({
-      cacheDir: root,
-      allowRemote: false,
-      defaultModel: german.modelId,
-      dtype: 'fp32',
-      allowedModels: [javanese.modelId, englishOnly.modelId],
-      device: 'cpu',
-      threads: 1,
-    });
+    recognizer = localRecognizer(root, german.modelId, [javanese.modelId, englishOnly.modelId]);
     [speech, otherSpeech] = [await speak('hello world', root), await speak('guten Tag aus Köln', root)];
   });
 
@@ -320,17 +296,20 @@ describe('spoken-language detection on generated tiny models', () => {
 
   it('reports the detected language and transcribes in it when no language is given', async () => {
     for (const timestamps of ['none', 'segment', 'word'] as const) {
-      const result = await recognizer.recognize(speech, options({ language: undefined, timestamps }));
+      const result = await recognizer.recognize(
+        speech,
+        recognizeOptions({ language: undefined, timestamps }),
+      );
       assert.equal(result.language, 'de', timestamps);
       assert.equal(result.text, 'Hello world.', timestamps);
       assert.equal(result.model, german.modelId);
     }
-    const auto = await recognizer.recognize(speech, options({ language: 'auto' }));
+    const auto = await recognizer.recognize(speech, recognizeOptions({ language: 'auto' }));
     assert.equal(auto.language, 'de');
   });
 
   it('uses an explicit language instead of detecting one', async () => {
-    const result = await recognizer.recognize(speech, options({ language: 'FR' }));
+    const result = await recognizer.recognize(speech, recognizeOptions({ language: 'FR' }));
     assert.equal(result.language, 'fr');
     assert.equal(result.text, 'Hello world.');
   });
@@ -338,10 +317,10 @@ describe('spoken-language detection on generated tiny models', () => {
   it('costs one extra decoder step and no second encoder pass', async () => {
     for (const timestamps of ['none', 'segment', 'word'] as const) {
       runs.reset();
-      await recognizer.recognize(speech, options({ language: 'de', timestamps }));
+      await recognizer.recognize(speech, recognizeOptions({ language: 'de', timestamps }));
       const explicit = { encoder: runs.encoder, decoder: runs.decoder };
       runs.reset();
-      await recognizer.recognize(speech, options({ language: undefined, timestamps }));
+      await recognizer.recognize(speech, recognizeOptions({ language: undefined, timestamps }));
       assert.equal(explicit.encoder, 1, timestamps);
       assert.deepEqual(
         { encoder: runs.encoder, decoder: runs.decoder },
@@ -353,13 +332,13 @@ describe('spoken-language detection on generated tiny models', () => {
 
   it('detects per call when calls on different audio overlap', async () => {
     runs.reset();
-    await recognizer.recognize(speech, options({ language: 'de' }));
+    await recognizer.recognize(speech, recognizeOptions({ language: 'de' }));
     const explicitDecoderRuns = runs.decoder;
     runs.reset();
     const results = await Promise.all([
-      recognizer.recognize(speech, options()),
-      recognizer.recognize(otherSpeech, options()),
-      recognizer.recognize(speech, options({ model: javanese.modelId })),
+      recognizer.recognize(speech, recognizeOptions()),
+      recognizer.recognize(otherSpeech, recognizeOptions()),
+      recognizer.recognize(speech, recognizeOptions({ model: javanese.modelId })),
     ]);
     assert.deepEqual(
       results.map((result) => [result.language, result.text]),
@@ -376,22 +355,25 @@ describe('spoken-language detection on generated tiny models', () => {
   });
 
   it('reports Whisper\'s "jw" as ISO 639-1 "jv" and takes "jv" for it', async () => {
-    const detected = await recognizer.recognize(speech, options({ model: javanese.modelId }));
+    const detected = await recognizer.recognize(speech, recognizeOptions({ model: javanese.modelId }));
     assert.equal(detected.language, 'jv');
-    const explicit = await recognizer.recognize(speech, options({ model: javanese.modelId, language: 'jv' }));
+    const explicit = await recognizer.recognize(
+      speech,
+      recognizeOptions({ model: javanese.modelId, language: 'jv' }),
+    );
     assert.deepEqual([explicit.language, explicit.text], ['jv', 'Hello world.']);
     await assert.rejects(
-      recognizer.recognize(speech, options({ model: javanese.modelId, language: 'jw' })),
+      recognizer.recognize(speech, recognizeOptions({ model: javanese.modelId, language: 'jw' })),
       reasonOf(Reason.InvalidArgument, /"jw" is not a language.*\bjv\b/),
     );
   });
 
   it('skips detection on an English-only model and reports English', async () => {
     runs.reset();
-    await recognizer.recognize(speech, options({ model: englishOnly.modelId, language: 'en' }));
+    await recognizer.recognize(speech, recognizeOptions({ model: englishOnly.modelId, language: 'en' }));
     const explicit = { encoder: runs.encoder, decoder: runs.decoder };
     runs.reset();
-    const result = await recognizer.recognize(speech, options({ model: englishOnly.modelId }));
+    const result = await recognizer.recognize(speech, recognizeOptions({ model: englishOnly.modelId }));
     assert.deepEqual([result.language, result.text], ['en', 'Hello world.']);
     assert.deepEqual({ encoder: runs.encoder, decoder: runs.decoder }, explicit);
   });
@@ -401,14 +383,14 @@ describe('spoken-language detection on generated tiny models', () => {
     runs.reset();
     runs.onEncoderRun = () => controller.abort();
     await assert.rejects(
-      recognizer.recognize(speech, options({ signal: controller.signal })),
+      recognizer.recognize(speech, recognizeOptions({ signal: controller.signal })),
       reasonOf(Reason.Cancelled),
     );
     assert.deepEqual({ encoder: runs.encoder, decoder: runs.decoder }, { encoder: 1, decoder: 0 });
   });
 
   it('reports no language for empty audio when asked to detect', async () => {
-    const result = await recognizer.recognize(new Float32Array(0), options());
+    const result = await recognizer.recognize(new Float32Array(0), recognizeOptions());
     assert.deepEqual([result.text, result.language], ['', '']);
   });
 });
