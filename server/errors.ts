@@ -99,6 +99,11 @@ const reasonOfCode: Partial<Record<Code, Reason>> = {
 export interface VoiceErrorOptions {
   /** When the caller may retry, for RESOURCE_EXHAUSTED and UNAVAILABLE. */
   readonly retryAfterMs?: number;
+  /**
+   * Machine-readable facts about this failure for the caller (google.rpc.ErrorInfo metadata): the
+   * limit that was hit, how much audio was processed, … Keys are lower_snake_case; values are text.
+   */
+  readonly info?: Readonly<Record<string, string>>;
   readonly cause?: unknown;
 }
 
@@ -114,6 +119,7 @@ export interface VoiceErrorOptions {
 export class VoiceError extends ConnectError {
   readonly reason: Reason;
   readonly retryAfterMs: number | undefined;
+  readonly info: Readonly<Record<string, string>>;
 
   /**
    * VoiceError would otherwise inherit ConnectError's check, which accepts every error named
@@ -127,6 +133,7 @@ export class VoiceError extends ConnectError {
     super(message, codeOfReason[reason], undefined, undefined, options.cause);
     this.reason = reason;
     this.retryAfterMs = options.retryAfterMs;
+    this.info = options.info ?? {};
   }
 }
 
@@ -136,6 +143,8 @@ export interface WireStatus {
   readonly message: string;
   readonly reason: Reason;
   readonly retryAfterMs: number | undefined;
+  /** The error's machine-readable facts (VoiceErrorOptions.info); empty when it has none. */
+  readonly info: Readonly<Record<string, string>>;
   /** True when the error was not raised on purpose; its cause should be logged. */
   readonly unexpected: boolean;
 }
@@ -161,6 +170,7 @@ export function toStatus(error: unknown, signal?: AbortSignal): WireStatus {
       message: bounded(error.rawMessage),
       reason: passed,
       retryAfterMs: undefined,
+      info: {},
       unexpected: false,
     };
   }
@@ -169,6 +179,7 @@ export function toStatus(error: unknown, signal?: AbortSignal): WireStatus {
     message: 'internal error',
     reason: Reason.Internal,
     retryAfterMs: undefined,
+    info: {},
     unexpected: true,
   };
 }
@@ -190,6 +201,7 @@ function statusOf(error: VoiceError): WireStatus {
     message: bounded(error.rawMessage),
     reason: error.reason,
     retryAfterMs: error.retryAfterMs,
+    info: error.info,
     unexpected: error.reason === Reason.Internal,
   };
 }
