@@ -52,6 +52,13 @@ const methodList = z.array(
   { error: 'a list of service names or method paths' },
 );
 
+/** The limits a caller can be given, in security.rate_limit and per key in the keys file. */
+export const KEY_LIMITS = {
+  max_concurrent_streams: intIn(1, 100_000),
+  max_requests_per_minute: intIn(1, 1_000_000),
+  max_audio_seconds_per_minute: intIn(1, 100_000_000),
+} as const;
+
 const SECRET = 'a secret of at least 32 bytes (make one with: openssl rand -base64 32)';
 const ORIGIN = 'an origin such as https://app.example (scheme, host, optional port; no path), or *';
 
@@ -252,7 +259,10 @@ const securitySchema = z
     api_key_required: flag.default(false),
     /** Accepted API keys (API_KEY, comma-separated). Never logged. */
     api_keys: textList.default([]),
-    /** A file with one API key per line. */
+    /**
+     * A file of API keys: one key per line, or, for a file ending .yaml/.yml, a list of named keys
+     * with limits of their own (server/edge/keys-file.ts).
+     */
     api_keys_file: text('a file path').optional(),
     /** Full method paths or service names exempt from keys, address checks and rate limits. */
     exempt_methods: methodList.default([
@@ -260,11 +270,19 @@ const securitySchema = z
       'grpc.reflection.v1.ServerReflection',
       'grpc.reflection.v1alpha.ServerReflection',
     ]),
+    /**
+     * Limits of each caller (an API key, the key behind a client token, or a client address), unless
+     * the keys file gives a key its own. The defaults let one key use the whole server.
+     */
     rate_limit: z
       .object({
         enabled: flag.default(true),
-        max_requests_per_minute: intIn(1, 1_000_000).default(60),
-        max_concurrent_streams: intIn(1, 100_000).default(20),
+        /** Call starts a minute (a token bucket that holds a minute's worth). */
+        max_requests_per_minute: KEY_LIMITS.max_requests_per_minute.default(3000),
+        /** Streaming calls open at once; by default performance.max_concurrent_requests. */
+        max_concurrent_streams: KEY_LIMITS.max_concurrent_streams.optional(),
+        /** Seconds of audio received for transcription a minute; when spent, new audio calls wait. */
+        max_audio_seconds_per_minute: KEY_LIMITS.max_audio_seconds_per_minute.default(12_000),
       })
       .strict()
       .prefault({}),
@@ -320,7 +338,16 @@ type DeepReadonly<T> = T extends (infer U)[]
     ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
     : T;
 
-export type Config = DeepReadonly<z.output<typeof configSchema>>;
+type Parsed = z.output<typeof configSchema>;
+type Security = Parsed['security'];
+/** The schema's output with the defaults that follow from other keys filled in. */
+type Resolved = Omit<Parsed, 'security'> & {
+  security: Omit<Security, 'rate_limit'> & {
+    rate_limit: Security['rate_limit'] & { max_concurrent_streams: number };
+  };
+};
+
+export type Config = DeepReadonly<Resolved>;
 
 /** A configuration that cannot be used; its message is one line naming the key, the value and what is allowed. */
 export class ConfigError extends Error {
@@ -405,7 +432,18 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     const issue = result.error.issues[0]!;
     throw new ConfigError(describeIssue(issue, merged, sources, file));
   }
-  const config = result.data;
+  const parsed = result.data;
+  const config: Resolved = {
+    ...parsed,
+    security: {
+      ...parsed.security,
+      rate_limit: {
+        ...parsed.security.rate_limit,
+        max_concurrent_streams:
+          parsed.security.rate_limit.max_concurrent_streams ?? parsed.performance.max_concurrent_requests,
+      },
+    },
+  };
   if (
     config.security.api_key_required &&
     config.security.api_keys.length === 0 &&
@@ -426,7 +464,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 }
 
 /** TLS files come in pairs and every file named must be readable; the transport reads them at start-up. */
-function checkSecurityFiles(security: z.output<typeof securitySchema>): void {
+function checkSecurityFiles(security: Resolved['security']): void {
   const { cert_file: cert, key_file: key, client_ca_file: ca } = security.tls;
   if ((cert === undefined) !== (key === undefined)) {
     const [set, missing] = cert === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];

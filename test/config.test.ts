@@ -27,7 +27,13 @@ describe('config', () => {
     assert.equal(config.monitoring.prometheus_port, 9090);
     assert.equal(config.monitoring.metrics_endpoint, '/metrics');
     assert.equal(config.logging.level, 'info');
-    assert.equal(config.security.rate_limit.max_requests_per_minute, 60);
+    assert.equal(config.security.rate_limit.max_requests_per_minute, 3000);
+    assert.equal(config.security.rate_limit.max_audio_seconds_per_minute, 12_000);
+    assert.equal(
+      config.security.rate_limit.max_concurrent_streams,
+      config.performance.max_concurrent_requests,
+      'one key may hold every stream the server serves',
+    );
     assert.equal(config.models.tts.max_text_chars, 5000);
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.service.cors_origins));
   });
@@ -47,6 +53,20 @@ describe('config', () => {
     assert.equal(config.performance.request_queue_size, 50);
     assert.equal(config.performance.max_concurrent_requests, 100);
     assert.equal(config.monitoring.prometheus_port, 9191);
+  });
+
+  it('sizes the per-key stream limit by performance.max_concurrent_requests unless it is set', () => {
+    const sized = load({ performance: { max_concurrent_requests: 250 } });
+    assert.equal(sized.security.rate_limit.max_concurrent_streams, 250);
+    const set = load({
+      performance: { max_concurrent_requests: 250 },
+      security: { rate_limit: { max_concurrent_streams: 7 } },
+    });
+    assert.equal(set.security.rate_limit.max_concurrent_streams, 7);
+    assert.match(
+      failure({ security: { rate_limit: { max_audio_seconds_per_minute: 0 } } }),
+      /^config: security\.rate_limit\.max_audio_seconds_per_minute = 0 \(in .*\) is invalid; expected an integer from 1 to 100000000$/,
+    );
   });
 
   it('lets the guide environment variables override the file', () => {
