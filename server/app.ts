@@ -142,6 +142,14 @@ export function createVoiceServer(
     // microphone): the session is the call start that security.rate_limit counts, and a drain
     // lets its audio through so that it can finish within the grace period.
     continuations: [`/${Transcription.typeName}/${Transcription.method.appendSessionAudio.name}`],
+    // The calls that start sending audio for transcription wait while their key's audio budget
+    // (max_audio_seconds_per_minute) is spent; the audio of streams and sessions already open
+    // (AppendSessionAudio included) is counted but never refused.
+    audioMethods: [
+      Transcription.method.transcribe,
+      Transcription.method.startTranscriptionSession,
+      Transcription.method.transcribeFile,
+    ].map((method) => `/${Transcription.typeName}/${method.name}`),
   });
   const tls = readTlsMaterial(config.security.tls);
   const services = [
@@ -149,7 +157,10 @@ export function createVoiceServer(
       Transcription,
       createTranscriptionService(engines, config, {
         admission,
-        onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'in' }, seconds),
+        onAudio: (seconds, ctx) => {
+          metrics.audioSeconds.inc({ direction: 'in' }, seconds);
+          edge.chargeAudio(ctx, seconds);
+        },
         capacity,
         onCapacityRefusal: (model) => metrics.admissionRefusals.inc({ model }),
         sessions: {

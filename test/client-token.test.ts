@@ -28,7 +28,7 @@ import { captureLogs } from './helpers/log-capture.js';
 const SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 const OTHER_SECRET = 'another-secret-0123456789-abcdefghijklmnopqrstuv';
 const START = Date.UTC(2026, 11, 1, 12, 0, 0);
-const KEY_CALLER: Caller = { id: 'key:0123456789abcdef', via: 'api-key' };
+const KEY_CALLER: Caller = { id: 'key:0123456789abcdef', via: 'api-key', name: 'backend' };
 
 const path = (service: { typeName: string }, method: string) => `/${service.typeName}/${method}`;
 const SYNTHESIZE_TEXT = path(Synthesis, 'SynthesizeText');
@@ -464,7 +464,7 @@ describe('the Access service', () => {
     assert.deepEqual(issuer.verify(response.token, TRANSCRIBE), { id: KEY_CALLER.id, via: 'client-token' });
     const [record] = logs.records().filter((line) => line.msg === 'client token minted');
     assert.ok(record, logs.text());
-    assert.equal(record.caller, KEY_CALLER.id);
+    assert.equal(record.caller, 'backend', 'the key by its name, not its id');
     assert.equal(record.expiresAt, '2026-12-01T12:05:00.000Z');
     assert.equal(record.tokenId, partsOf(response.token).claims.jti);
     assert.ok(!logs.text().includes(response.token), 'the token is never logged');

@@ -86,10 +86,11 @@ describe('access control', () => {
     const { token } = tokens.mint({ caller: { id: keyId, via: 'api-key' } });
     const verdict = access.admit(request({ authorization: `Bearer ${token}` }));
     assert.ok(!('refusal' in verdict), 'admitted');
-    assert.deepEqual(verdict.caller, { id: keyId, via: 'client-token' });
+    const name = apiKeys.account(keyId)?.name;
+    assert.deepEqual(verdict.caller, { id: keyId, via: 'client-token', name });
     const byKey = access.admit(request({ 'x-api-key': 'key-a' }));
     assert.ok(!('refusal' in byKey));
-    assert.deepEqual(byKey.caller, { id: keyId, via: 'api-key' });
+    assert.deepEqual(byKey.caller, { id: keyId, via: 'api-key', name });
   });
 
   it('refuses expired, forged and out-of-scope tokens naming why, and a bearer token nobody verifies', () => {
@@ -161,7 +162,7 @@ describe('access control', () => {
     assert.equal(third.metric, 'rate_limited');
     assert.match(
       third.refusal.rawMessage,
-      /^the API key behind this client token has used its 2 calls a minute/,
+      /^the API key "unnamed-[0-9a-f]{8}" behind this client token has used its 2 calls a minute/,
     );
     assert.ok(third.refusal.retryAfterMs !== undefined && third.refusal.retryAfterMs > 0);
   });
@@ -223,7 +224,7 @@ describe('edge calls', () => {
     const record = logs.records().find((line) => line.requestId === 'abc-123');
     assert.equal(record?.protocol, 'connect');
     assert.equal(record?.code, 'OK');
-    assert.match(String(record?.caller), /^key:[0-9a-f]{16}$/);
+    assert.match(String(record?.caller), /^unnamed-[0-9a-f]{8}$/, 'the derived name, not the id');
     assert.ok(!logs.text().includes('key-a'));
   });
 

@@ -345,7 +345,7 @@ describe('rate and stream limits', () => {
       assert.equal(limited.code, Code.ResourceExhausted);
       assert.match(
         limited.rawMessage,
-        /this API key has used its 3 calls a minute \(security\.rate_limit\.max_requests_per_minute\); retry in 20 s/,
+        /the API key "unnamed-[0-9a-f]{8}" has used its 3 calls a minute \(security\.rate_limit\.max_requests_per_minute\); retry in 20 s/,
       );
       assert.equal(limited.metadata.get('cortex-error-reason'), 'RATE_LIMITED');
       const pushback = Number(limited.metadata.get('grpc-retry-pushback-ms'));
@@ -408,7 +408,7 @@ describe('rate and stream limits', () => {
       assert.equal(refused.code, Code.ResourceExhausted);
       assert.match(
         refused.rawMessage,
-        /this API key already has 2 streams open \(security\.rate_limit\.max_concurrent_streams\)/,
+        /the API key "unnamed-[0-9a-f]{8}" already has 2 streams open \(security\.rate_limit\.max_concurrent_streams\)/,
       );
       assert.equal(refused.metadata.get('grpc-retry-pushback-ms'), '1000');
       assert.equal(refused.details.length, 1);
@@ -459,32 +459,46 @@ describe('rate and stream limits', () => {
 describe('limit building blocks', () => {
   it('refills a token bucket continuously and forgets full buckets', () => {
     let now = 0;
-    const limiter = createRateLimiter(60, () => now);
-    for (let index = 0; index < 60; index += 1) assert.equal(limiter.take('a').allowed, true);
-    const refused = limiter.take('a');
+    const limiter = createRateLimiter(() => now);
+    for (let index = 0; index < 60; index += 1) assert.equal(limiter.take('a', 60).allowed, true);
+    const refused = limiter.take('a', 60);
     assert.equal(refused.allowed, false);
     assert.equal(refused.allowed ? 0 : refused.retryAfterMs, 1000);
     now += 500;
-    const half = limiter.take('a');
+    const half = limiter.take('a', 60);
     assert.equal(half.allowed ? 0 : half.retryAfterMs, 500);
     now += 500;
-    assert.equal(limiter.take('a').allowed, true, 'one token a second at 60 a minute');
-    assert.equal(limiter.take('b').allowed, true, 'buckets are per identity');
+    assert.equal(limiter.take('a', 60).allowed, true, 'one token a second at 60 a minute');
+    assert.equal(limiter.take('b', 60).allowed, true, 'buckets are per identity');
     now += 120_000;
-    limiter.take('c');
+    limiter.take('c', 60);
     assert.equal(limiter.size, 1, 'refilled buckets are dropped');
   });
 
+  it('gives each identity a bucket of its own size, which a charge may overdraw', () => {
+    let now = 0;
+    const limiter = createRateLimiter(() => now);
+    assert.equal(limiter.take('small', 1).allowed, true);
+    assert.equal(limiter.take('small', 1).allowed, false);
+    assert.equal(limiter.take('large', 600).allowed, true);
+    limiter.charge('audio', 60, 90);
+    const spent = limiter.check('audio', 60, 1);
+    assert.equal(spent.allowed ? 0 : spent.retryAfterMs, 31_000, 'from -30 back to 1 at one a second');
+    now += 31_000;
+    assert.equal(limiter.check('audio', 60, 1).allowed, true);
+  });
+
   it('counts streams in and out once each', () => {
-    const counter = createStreamCounter(1);
-    const release = counter.acquire('a');
+    const counter = createStreamCounter();
+    const release = counter.acquire('a', 1);
     assert.ok(release);
-    assert.equal(counter.acquire('a'), undefined);
+    assert.equal(counter.acquire('a', 1), undefined);
     release();
     release();
     assert.equal(counter.open('a'), 0);
-    assert.ok(counter.acquire('a'));
+    assert.ok(counter.acquire('a', 1));
     assert.equal(counter.open('a'), 1);
+    assert.ok(counter.acquire('a', 2), 'the cap comes with each acquire');
   });
 
   it('resolves the client address from trusted proxies only, IPv4-mapped addresses included', () => {

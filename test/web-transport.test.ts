@@ -488,17 +488,20 @@ describe('one edge policy for both ports', () => {
       security: { api_key_required: true, api_keys: ['key-a'], rate_limit: { enabled: false } },
     });
     try {
-      const id = createApiKeys(['key-a']).identify('key-a');
+      const keys = createApiKeys(['key-a']);
+      const id = keys.identify('key-a');
       assert.ok(id);
+      const name = keys.account(id)?.name;
+      assert.match(String(name), /^unnamed-[0-9a-f]{8}$/, 'a key without a name is named after its digest');
       const tokens = createClientTokens({ secret: SECRET, ttlSeconds: 300 });
       const { token } = tokens.mint({ caller: { id, via: 'api-key' } });
       for (const protocol of PROTOCOLS) {
         await s.client(protocol, { authorization: `Bearer ${token}` }).synthesis.listVoices({});
       }
       assert.deepEqual(s.seen.callers, [
-        { id, via: 'client-token' },
-        { id, via: 'client-token' },
-        { id, via: 'client-token' },
+        { id, via: 'client-token', name },
+        { id, via: 'client-token', name },
+        { id, via: 'client-token', name },
       ]);
       const forged = await expectError(
         s.client('connect', { authorization: `Bearer ${token.slice(0, -2)}xx` }).synthesis.listVoices({}),
@@ -559,7 +562,7 @@ describe('one edge policy for both ports', () => {
       for (const protocol of PROTOCOLS) {
         const limited = await expectError(s.client(protocol, key).synthesis.listVoices({}));
         assert.equal(limited.code, Code.ResourceExhausted, protocol);
-        assert.match(limited.rawMessage, /^this API key has used its 3 calls a minute/);
+        assert.match(limited.rawMessage, /^the API key "unnamed-[0-9a-f]{8}" has used its 3 calls a minute/);
         assert.equal(limited.metadata.get('cortex-error-reason'), 'RATE_LIMITED', protocol);
         const pushback = Number(limited.metadata.get('grpc-retry-pushback-ms'));
         assert.ok(pushback > 15_000 && pushback <= 20_000, `${protocol}: pushback ${pushback} ms`);
@@ -596,7 +599,7 @@ describe('one edge policy for both ports', () => {
       assert.equal(overWeb.first.done, false);
       const third = await expectError(hold('connect'));
       assert.equal(third.code, Code.ResourceExhausted);
-      assert.match(third.rawMessage, /^this API key already has 2 streams open/);
+      assert.match(third.rawMessage, /^the API key "unnamed-[0-9a-f]{8}" already has 2 streams open/);
       assert.equal(third.metadata.get('grpc-retry-pushback-ms'), '1000');
       overWeb.controller.abort();
       await overWeb.iterator.next().catch(() => undefined);

@@ -1,14 +1,15 @@
 import type { Config } from '../config.js';
 import { Reason, VoiceError } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { Caller } from '../service/context.js';
 import { type AddressRanges, clientAddress, createAddressRanges } from './addresses.js';
 import { API_KEY_HEADER, type ApiKeys } from './api-keys.js';
-import { createRateLimiter, createStreamCounter } from './rate-limiter.js';
+import { createQuotas, type QuotaRefusal, type QuotaSubject } from './quotas.js';
+
+export { STREAM_LIMIT_RETRY_MS } from './quotas.js';
 
 /** Request metadata carrying a client token: `authorization: Bearer <token>`. */
 export const AUTHORIZATION_HEADER = 'authorization';
-/** When a client refused for having too many streams open may try again. */
-export const STREAM_LIMIT_RETRY_MS = 1000;
 
 /** What the edge needs of the client-token library (server/edge/client-token.ts). */
 export interface TokenVerifier {
@@ -39,12 +40,14 @@ export interface Admitted {
   readonly client: string | undefined;
   /** Counts the call's stream out of the caller's open streams; call it once the call ends. */
   readonly release: () => void;
+  /** Charges seconds of audio received to the caller's audio budget. */
+  readonly chargeAudio: (seconds: number) => void;
 }
 
 export interface Refused {
   readonly refusal: VoiceError;
   /** The label of voice_rejected_calls_total. */
-  readonly metric: 'permission_denied' | 'unauthenticated' | 'rate_limited' | 'stream_limit';
+  readonly metric: 'permission_denied' | 'unauthenticated' | QuotaRefusal['metric'];
   readonly client: string | undefined;
 }
 
@@ -65,12 +68,19 @@ export interface AccessControlOptions {
    * chunks of a transcription session): every check applies but the per-minute rate.
    */
   readonly unmetered?: readonly string[] | undefined;
+  /**
+   * Method paths whose calls send audio for transcription: refused while the caller's audio
+   * budget (max_audio_seconds_per_minute) is spent.
+   */
+  readonly audioMethods?: readonly string[] | undefined;
+  /** Where refusals, open streams and audio per key are counted. */
+  readonly metrics?: Pick<Metrics, 'keyRefusals' | 'keyActiveStreams' | 'keyAudioSeconds'> | undefined;
 }
 
 /**
  * Admission of a call before any handler runs, the same for every transport, in this order: client
  * address against security.allowed_ips, credentials (an API key in x-api-key, or a client token in
- * `authorization: Bearer`), streams open, rate of call starts. Limits are kept per caller: a client
+ * `authorization: Bearer`), then the caller's quotas (server/edge/quotas.ts). Limits are kept per caller: a client
  * token counts against the API key that minted it, whichever transport its calls arrive on; a call
  * without a credential counts against its client address.
  */
@@ -80,15 +90,16 @@ export function createAccessControl(options: AccessControlOptions): AccessContro
   const exempt = exemptMatcher(security.exempt_methods);
   const allowed = createAddressRanges(security.allowed_ips);
   const trustedProxies = createAddressRanges(security.trusted_proxies);
-  const limits = security.rate_limit;
-  const rate = limits.enabled ? createRateLimiter(limits.max_requests_per_minute) : undefined;
-  const streams = limits.enabled ? createStreamCounter(limits.max_concurrent_streams) : undefined;
+  const audioMethods = new Set(options.audioMethods ?? []);
+  const quotas = createQuotas(security.rate_limit, options.metrics);
 
   return {
     exempt,
     admit(request) {
       const client = clientAddress(request.remoteAddress, request.forwardedFor, trustedProxies);
-      if (exempt(request.path)) return { caller: undefined, client, release: () => {} };
+      if (exempt(request.path)) {
+        return { caller: undefined, client, release: () => {}, chargeAudio: () => {} };
+      }
       const refused = (refusal: VoiceError, metric: Refused['metric']): Refused => ({
         refusal,
         metric,
@@ -106,45 +117,21 @@ export function createAccessControl(options: AccessControlOptions): AccessContro
           error.reason === Reason.PermissionDenied ? 'permission_denied' : 'unauthenticated',
         );
       }
-      const { caller, quotaKey, who } = identity;
-      let release = () => {};
-      if (request.streaming && streams !== undefined) {
-        const acquired = streams.acquire(quotaKey);
-        if (acquired === undefined) {
-          return refused(
-            new VoiceError(
-              Reason.RateLimited,
-              `${who} already has ${limits.max_concurrent_streams} streams open (security.rate_limit.max_concurrent_streams); retry when one ends`,
-              { retryAfterMs: STREAM_LIMIT_RETRY_MS },
-            ),
-            'stream_limit',
-          );
-        }
-        release = acquired;
-      }
-      const taken = unmetered.has(request.path) ? undefined : rate?.take(quotaKey);
-      if (taken !== undefined && !taken.allowed) {
-        release();
-        return refused(
-          new VoiceError(
-            Reason.RateLimited,
-            `${who} has used its ${limits.max_requests_per_minute} calls a minute (security.rate_limit.max_requests_per_minute); retry in ${Math.ceil(taken.retryAfterMs / 1000)} s`,
-            { retryAfterMs: taken.retryAfterMs },
-          ),
-          'rate_limited',
-        );
-      }
-      return { caller, client, release };
+      const granted = quotas.admit(identity.subject, {
+        streaming: request.streaming,
+        metered: !unmetered.has(request.path),
+        audio: audioMethods.has(request.path),
+      });
+      if ('refusal' in granted) return refused(granted.refusal, granted.metric);
+      return { caller: identity.caller, client, ...granted };
     },
   };
 }
 
 interface Identity {
   readonly caller: Caller | undefined;
-  /** Whose limits the call counts against: a caller id, or the client address. */
-  readonly quotaKey: string;
-  /** The same, in words for messages (never the key itself). */
-  readonly who: string;
+  /** Whose limits the call counts against: a key (by id and name), or the client address. */
+  readonly subject: QuotaSubject;
 }
 
 function checkAddress(allowed: AddressRanges, address: string | undefined): VoiceError | undefined {
@@ -169,7 +156,14 @@ function authenticate(
   const key = request.metadata.get(API_KEY_HEADER);
   if (key !== undefined) {
     const id = apiKeys.configured ? apiKeys.identify(key) : undefined;
-    if (id !== undefined) return { caller: { id, via: 'api-key' }, quotaKey: id, who: 'this API key' };
+    const account = id === undefined ? undefined : apiKeys.account(id);
+    if (id !== undefined && account !== undefined) {
+      const subject = { identity: id, keyName: account.name, limits: account.limits };
+      return {
+        caller: { id, via: 'api-key', name: account.name },
+        subject: { ...subject, who: `the API key "${account.name}"` },
+      };
+    }
     if (apiKeys.configured) {
       throw new VoiceError(Reason.Unauthenticated, `the API key in ${API_KEY_HEADER} metadata is not valid`);
     }
@@ -180,7 +174,19 @@ function authenticate(
         throw new VoiceError(Reason.Unauthenticated, 'this server does not accept client tokens');
       }
       const caller = tokens.verify(token, request.path);
-      return { caller, quotaKey: caller.id, who: 'the API key behind this client token' };
+      const account = apiKeys.account(caller.id);
+      if (account === undefined) {
+        // The key that minted it is no longer configured: its tokens go with it.
+        throw new VoiceError(
+          Reason.Unauthenticated,
+          'the API key that minted this client token is no longer accepted; fetch a token with a current key',
+        );
+      }
+      const who = `the API key "${account.name}" behind this client token`;
+      return {
+        caller: { ...caller, name: account.name },
+        subject: { identity: caller.id, keyName: account.name, limits: account.limits, who },
+      };
     }
   }
   if (security.api_key_required) {
@@ -191,7 +197,15 @@ function authenticate(
   }
   // Without a valid credential, limits follow the address: a made-up key must not buy a fresh bucket.
   const where = client ?? 'unknown';
-  return { caller: undefined, quotaKey: `address:${where}`, who: `the client address ${where}` };
+  return {
+    caller: undefined,
+    subject: {
+      identity: `address:${where}`,
+      keyName: undefined,
+      limits: {},
+      who: `the client address ${where}`,
+    },
+  };
 }
 
 /** The token of an `authorization: Bearer <token>` value; other schemes are not ours to read. */

@@ -86,6 +86,11 @@ export interface Edge {
    * (or a short settling time has passed); the transports then close. Later calls share the first.
    */
   drain(graceMs: number): Promise<void>;
+  /**
+   * Charges seconds of audio received on a call to its caller's audio budget
+   * (max_audio_seconds_per_minute); `ctx` is the call's context as the edge made it.
+   */
+  chargeAudio(ctx: CallContext, seconds: number): void;
 }
 
 export interface EdgeOptions {
@@ -103,6 +108,8 @@ export interface EdgeOptions {
    * applies.
    */
   readonly continuations?: readonly string[] | undefined;
+  /** Method paths that send audio for transcription: refused while the caller's audio budget is spent. */
+  readonly audioMethods?: readonly string[] | undefined;
 }
 
 /**
@@ -118,7 +125,10 @@ export function createEdge(options: EdgeOptions): Edge {
     apiKeys: options.apiKeys ?? loadApiKeys(config.security),
     tokens: options.tokens,
     unmetered: options.continuations,
+    audioMethods: options.audioMethods,
+    metrics,
   });
+  const audioCharges = new WeakMap<CallContext, (seconds: number) => void>();
   const continuations = new Set(options.continuations ?? []);
   const active = new ActiveCalls();
   const maxCalls = config.service.max_concurrent_requests;
@@ -156,6 +166,7 @@ export function createEdge(options: EdgeOptions): Edge {
     let caller: Caller | undefined;
     let client: string | undefined;
     let release = () => {};
+    let chargeAudio = (_seconds: number) => {};
     let refusal: WireStatus | undefined;
     let ctx: CallContext | undefined;
     let controller: AbortController | undefined;
@@ -191,7 +202,8 @@ export function createEdge(options: EdgeOptions): Edge {
         peer,
         client,
         requestId,
-        ...(caller === undefined ? {} : { caller: caller.id }),
+        // The key's name, never its digest: ids stay inside the server.
+        ...(caller === undefined ? {} : { caller: caller.name }),
         bytesIn,
         bytesOut,
         ...(outcome.code === 0 ? {} : { message: outcome.message, reason: outcome.reason }),
@@ -239,6 +251,7 @@ export function createEdge(options: EdgeOptions): Edge {
       else {
         caller = verdict.caller;
         release = verdict.release;
+        chargeAudio = verdict.chargeAudio;
       }
     }
 
@@ -296,6 +309,7 @@ export function createEdge(options: EdgeOptions): Edge {
           logger: callLogger,
           caller,
         };
+        audioCharges.set(ctx, chargeAudio);
         return ctx;
       },
       received(bytes) {
@@ -337,6 +351,9 @@ export function createEdge(options: EdgeOptions): Edge {
     drain(graceMs) {
       drained ??= drainCalls(graceMs);
       return drained;
+    },
+    chargeAudio(ctx, seconds) {
+      audioCharges.get(ctx)?.(seconds);
     },
   };
 }

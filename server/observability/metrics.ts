@@ -124,6 +124,26 @@ export function createMetrics() {
       labelNames: ['reason'],
       registers: [registry],
     }),
+    // Per API key, labelled with the key's name from the keys file (or the name derived for a key
+    // without one; "anonymous" for callers without a key): as many series as configured keys.
+    keyRefusals: new Counter({
+      name: 'voice_key_refusals_total',
+      help: "Calls refused by a caller's limits, by key name and limit (max_concurrent_streams, max_requests_per_minute, max_audio_seconds_per_minute).",
+      labelNames: ['key', 'limit'],
+      registers: [registry],
+    }),
+    keyActiveStreams: new Gauge({
+      name: 'voice_key_active_streams',
+      help: 'Streams open, by key name: what counts against max_concurrent_streams.',
+      labelNames: ['key'],
+      registers: [registry],
+    }),
+    keyAudioSeconds: new Counter({
+      name: 'voice_key_audio_seconds_total',
+      help: 'Seconds of audio received for transcription, by key name: what counts against max_audio_seconds_per_minute.',
+      labelNames: ['key'],
+      registers: [registry],
+    }),
     inferenceSeconds: new Histogram({
       name: 'voice_inference_seconds',
       help: 'Time one model call takes on a worker, in seconds.',

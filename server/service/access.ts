@@ -59,7 +59,7 @@ export function createAccessService(options: AccessServiceOptions): ServiceHandl
       ctx.logger.info(
         {
           tokenId: minted.tokenId,
-          caller: caller.id,
+          caller: caller.name,
           expiresAt: minted.expiresAt.toISOString(),
           scopes: minted.scopes,
         },

@@ -1,5 +1,6 @@
 import { Reason, VoiceError } from '../errors.js';
 import type { CapacityEstimator, CapacityStream } from './capacity.js';
+import type { CallContext } from './context.js';
 
 /** Caps the engine-backed calls in progress (performance.max_concurrent_requests). */
 export interface Admission {
@@ -71,6 +72,6 @@ export function admitStream(
 /** What both engine-backed services share: the admission, and where audio volumes are reported. */
 export interface SharedServiceParts {
   readonly admission: Admission;
-  /** Seconds of audio in (transcription) or out (synthesis), as they happen. */
-  readonly onAudio?: (seconds: number) => void;
+  /** Seconds of audio in (transcription) or out (synthesis), as they happen, and the call they belong to. */
+  readonly onAudio?: (seconds: number, ctx: CallContext) => void;
 }

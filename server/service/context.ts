@@ -41,6 +41,8 @@ export interface Caller {
   readonly id: string;
   /** How the caller proved who it is. */
   readonly via: 'api-key' | 'client-token';
+  /** The key's name (from the keys file, or derived from its digest): what logs and metrics show. */
+  readonly name?: string | undefined;
 }
 
 type Input<M extends DescMethod> = MessageShape<M['input']>;

@@ -4,7 +4,7 @@ import type { SpeechSynthesizer } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { Synthesis, SynthesizeRequest } from '../gen/cortex/voice/v1/synthesis_pb.js';
 import { admit, type SharedServiceParts } from './admission.js';
-import type { ServiceHandlers } from './context.js';
+import type { CallContext, ServiceHandlers } from './context.js';
 import { defaultVoice, resolveSynthesisSettings } from './synthesis-config.js';
 import { type SynthesizeSessionDeps, synthesizeStream, type TextInput } from './synthesize-session.js';
 
@@ -19,16 +19,16 @@ export function createSynthesisService(
   shared: SharedServiceParts,
 ): ServiceHandlers<typeof Synthesis> {
   const tts = config.models.tts;
-  const dependencies = (): SynthesizeSessionDeps => ({
+  const dependencies = (ctx: CallContext): SynthesizeSessionDeps => ({
     synthesizer: engines.synthesizer.require(),
     limits: { maxTextChars: tts.max_text_chars, maxStreamTextChars: tts.max_stream_text_chars },
     parallelism: Math.min(2, config.performance.workers),
-    onAudio: shared.onAudio,
+    onAudio: (seconds) => shared.onAudio?.(seconds, ctx),
   });
 
   return {
     async *synthesize(requests, ctx) {
-      const deps = dependencies();
+      const deps = dependencies(ctx);
       using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
@@ -47,7 +47,7 @@ export function createSynthesisService(
     },
 
     async *synthesizeText(request, ctx) {
-      const deps = dependencies();
+      const deps = dependencies(ctx);
       using _slot = admit(shared.admission);
       const settings = resolveSynthesisSettings(request.config, tts, deps.synthesizer.voices());
       if (request.text.trim() === '')

@@ -58,11 +58,11 @@ export function createTranscriptionService(
     maxChunkBytes: config.performance.max_audio_chunk_bytes,
     maxAudioSeconds: config.performance.max_audio_seconds,
   };
-  const dependencies = (): TranscribeSessionDeps => ({
+  const dependencies = (ctx: CallContext): TranscribeSessionDeps => ({
     vad: engines.vad.require(),
     recognizer: engines.recognizer.require(),
     limits,
-    onAudio: shared.onAudio,
+    onAudio: (seconds) => shared.onAudio?.(seconds, ctx),
   });
   const sessionLimits = shared.sessions ?? DEFAULT_SESSION_LIMITS;
   const sessions = createTranscriptionSessions({ ...sessionLimits, maxChunkBytes: limits.maxChunkBytes });
@@ -77,7 +77,7 @@ export function createTranscriptionService(
 
   return {
     async *transcribe(requests, ctx) {
-      const deps = dependencies();
+      const deps = dependencies(ctx);
       using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
@@ -103,7 +103,7 @@ export function createTranscriptionService(
     },
 
     async *startTranscriptionSession(request, ctx) {
-      const deps = dependencies();
+      const deps = dependencies(ctx);
       using _slot = admit(shared.admission);
       const settings = resolveTranscriptionSettings(request.config, config.models, deps.recognizer);
       // Admitted exactly as Transcribe, before the session exists.
@@ -131,7 +131,7 @@ export function createTranscriptionService(
     },
 
     async transcribeFile(request, ctx) {
-      const deps = dependencies();
+      const deps = dependencies(ctx);
       using _slot = admit(shared.admission);
       const settings = {
         ...resolveTranscriptionSettings(request.config, config.models, deps.recognizer),
