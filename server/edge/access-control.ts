@@ -46,6 +46,8 @@ export interface Admitted {
 
 export interface Refused {
   readonly refusal: VoiceError;
+  /** The caller, when the refusal came after its credentials were checked (a quota). */
+  readonly caller?: Caller | undefined;
   /** The label of voice_rejected_calls_total. */
   readonly metric: 'permission_denied' | 'unauthenticated' | QuotaRefusal['metric'];
   readonly client: string | undefined;
@@ -122,7 +124,8 @@ export function createAccessControl(options: AccessControlOptions): AccessContro
         metered: !unmetered.has(request.path),
         audio: audioMethods.has(request.path),
       });
-      if ('refusal' in granted) return refused(granted.refusal, granted.metric);
+      if ('refusal' in granted)
+        return { ...refused(granted.refusal, granted.metric), caller: identity.caller };
       return { caller: identity.caller, client, ...granted };
     },
   };

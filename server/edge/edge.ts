@@ -247,8 +247,10 @@ export function createEdge(options: EdgeOptions): Edge {
         forwardedFor: incoming.forwardedFor,
       });
       client = verdict.client;
-      if ('refusal' in verdict) refuse(verdict.refusal, verdict.metric);
-      else {
+      if ('refusal' in verdict) {
+        caller = verdict.caller;
+        refuse(verdict.refusal, verdict.metric);
+      } else {
         caller = verdict.caller;
         release = verdict.release;
         chargeAudio = verdict.chargeAudio;
