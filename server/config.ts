@@ -279,7 +279,11 @@ const securitySchema = z
         enabled: flag.default(true),
         /** Call starts a minute (a token bucket that holds a minute's worth). */
         max_requests_per_minute: KEY_LIMITS.max_requests_per_minute.default(3000),
-        /** Streaming calls open at once; by default performance.max_concurrent_requests. */
+        /**
+         * Streaming calls open at once. Unset by default: one caller may hold every stream the server
+         * serves, and the server's own caps (performance and service.max_concurrent_requests) refuse
+         * the rest with their own reasons.
+         */
         max_concurrent_streams: KEY_LIMITS.max_concurrent_streams.optional(),
         /** Seconds of audio received for transcription a minute; when spent, new audio calls wait. */
         max_audio_seconds_per_minute: KEY_LIMITS.max_audio_seconds_per_minute.default(12_000),
@@ -338,16 +342,7 @@ type DeepReadonly<T> = T extends (infer U)[]
     ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
     : T;
 
-type Parsed = z.output<typeof configSchema>;
-type Security = Parsed['security'];
-/** The schema's output with the defaults that follow from other keys filled in. */
-type Resolved = Omit<Parsed, 'security'> & {
-  security: Omit<Security, 'rate_limit'> & {
-    rate_limit: Security['rate_limit'] & { max_concurrent_streams: number };
-  };
-};
-
-export type Config = DeepReadonly<Resolved>;
+export type Config = DeepReadonly<z.output<typeof configSchema>>;
 
 /** A configuration that cannot be used; its message is one line naming the key, the value and what is allowed. */
 export class ConfigError extends Error {
@@ -432,18 +427,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     const issue = result.error.issues[0]!;
     throw new ConfigError(describeIssue(issue, merged, sources, file));
   }
-  const parsed = result.data;
-  const config: Resolved = {
-    ...parsed,
-    security: {
-      ...parsed.security,
-      rate_limit: {
-        ...parsed.security.rate_limit,
-        max_concurrent_streams:
-          parsed.security.rate_limit.max_concurrent_streams ?? parsed.performance.max_concurrent_requests,
-      },
-    },
-  };
+  const config = result.data;
   if (
     config.security.api_key_required &&
     config.security.api_keys.length === 0 &&
@@ -464,7 +448,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 }
 
 /** TLS files come in pairs and every file named must be readable; the transport reads them at start-up. */
-function checkSecurityFiles(security: Resolved['security']): void {
+function checkSecurityFiles(security: z.output<typeof securitySchema>): void {
   const { cert_file: cert, key_file: key, client_ca_file: ca } = security.tls;
   if ((cert === undefined) !== (key === undefined)) {
     const [set, missing] = cert === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];

@@ -31,7 +31,7 @@ describe('config', () => {
     assert.equal(config.security.rate_limit.max_audio_seconds_per_minute, 12_000);
     assert.equal(
       config.security.rate_limit.max_concurrent_streams,
-      config.performance.max_concurrent_requests,
+      undefined,
       'one key may hold every stream the server serves',
     );
     assert.equal(config.models.tts.max_text_chars, 5000);
@@ -55,14 +55,12 @@ describe('config', () => {
     assert.equal(config.monitoring.prometheus_port, 9191);
   });
 
-  it('sizes the per-key stream limit by performance.max_concurrent_requests unless it is set', () => {
-    const sized = load({ performance: { max_concurrent_requests: 250 } });
-    assert.equal(sized.security.rate_limit.max_concurrent_streams, 250);
+  it('reads the per-key limits of security.rate_limit, with their ranges', () => {
     const set = load({
-      performance: { max_concurrent_requests: 250 },
-      security: { rate_limit: { max_concurrent_streams: 7 } },
+      security: { rate_limit: { max_concurrent_streams: 7, max_audio_seconds_per_minute: 60 } },
     });
     assert.equal(set.security.rate_limit.max_concurrent_streams, 7);
+    assert.equal(set.security.rate_limit.max_audio_seconds_per_minute, 60);
     assert.match(
       failure({ security: { rate_limit: { max_audio_seconds_per_minute: 0 } } }),
       /^config: security\.rate_limit\.max_audio_seconds_per_minute = 0 \(in .*\) is invalid; expected an integer from 1 to 100000000$/,

@@ -178,7 +178,7 @@ describe('per-key quotas', () => {
       third.rawMessage,
       /^the API key "backend" already has 2 streams open \(security\.api_keys_file\[backend\]\.max_concurrent_streams\); retry when one ends$/,
     );
-    // plain has the default streams (performance.max_concurrent_requests), not backend's 2.
+    // plain has the default: no stream limit of its own, not backend's 2.
     const others = [await hold(as(KEYS.plain)), await hold(as(KEYS.plain)), await hold(as(KEYS.plain))];
     first.end();
     await first.iterator.next().catch(() => undefined);

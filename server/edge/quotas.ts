@@ -67,7 +67,8 @@ export function createQuotas(rateLimit: Config['security']['rate_limit'], metric
     const own = subject.limits[name];
     return own !== undefined && subject.keyName !== undefined
       ? { value: own, configKey: `security.api_keys_file[${subject.keyName}].${name}` }
-      : { value: rateLimit[name], configKey: `security.rate_limit.${name}` };
+      : // An unset default (max_concurrent_streams) is no limit: the server's own caps apply.
+        { value: rateLimit[name] ?? Number.POSITIVE_INFINITY, configKey: `security.rate_limit.${name}` };
   };
 
   return {
