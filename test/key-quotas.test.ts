@@ -28,6 +28,7 @@ const KEYS = {
   plain: 'quota-test-plain-key-0004',
   tokens: 'quota-test-tokens-key-0005',
   inline: 'quota-test-inline-key-0006',
+  sessions: 'quota-test-sessions-key-0007',
 } as const;
 const sha256 = (key: string) => createHash('sha256').update(key, 'utf8').digest('hex');
 const CONFIG = {
@@ -45,6 +46,7 @@ function writeKeysFile(): string {
     // No limits of its own, and only the digest in the file.
     { name: 'plain', key_sha256: sha256(KEYS.plain) },
     { name: 'tokens', key: KEYS.tokens, max_concurrent_streams: 1, max_requests_per_minute: 4 },
+    { name: 'sessions', key: KEYS.sessions, max_audio_seconds_per_minute: 5 },
   ];
   writeFileSync(file, stringify(entries));
   return file;
@@ -241,6 +243,46 @@ describe('per-key quotas', () => {
     );
   });
 
+  it('never refuses the audio of a session already open, only new sessions, once the budget is spent', async () => {
+    const client = as(KEYS.sessions);
+    const iterator = client.transcription
+      .startTranscriptionSession({ config: CONFIG })
+      [Symbol.asyncIterator]();
+    const first = await iterator.next();
+    const sessionId = first.done ? '' : (first.value.sessionStarted?.sessionId ?? '');
+    assert.ok(sessionId, 'the session has started');
+    const nextFinal = async () => {
+      while (true) {
+        const next = await iterator.next();
+        assert.ok(!next.done, 'the session ended before its final');
+        if (next.value.event.case === 'result' && next.value.event.value.isFinal)
+          return next.value.event.value;
+      }
+    };
+    let sequenceNumber = 0;
+    const append = async (audio: Uint8Array, end = false) => {
+      for (let offset = 0; offset < audio.length; offset += 16_000) {
+        sequenceNumber += 1;
+        const last = offset + 16_000 >= audio.length;
+        const answer = await client.transcription.appendSessionAudio({
+          sessionId,
+          sequenceNumber,
+          audio: audio.subarray(offset, offset + 16_000),
+          endOfAudio: end && last,
+        });
+        assert.equal(answer.acceptedThrough, sequenceNumber);
+      }
+    };
+    await append(toLinear16(concat(silence(6), speak('The weather is lovely today.'), silence(1))));
+    await nextFinal();
+    const refused = await expectError(hold(client));
+    assert.match(refused.rawMessage, /^the API key "sessions" has used its 5 seconds of audio a minute/);
+    // The open session's audio still goes through, every chunk of it, and is transcribed.
+    await append(toLinear16(concat(speak('Please send me the report by Friday.'), silence(1))), true);
+    await nextFinal();
+    assert.equal((await iterator.next()).done, true, 'the session ends with its audio');
+  });
+
   it('counts a client token against the quotas of the key that minted it', async () => {
     const minted = await as(KEYS.tokens).access.createClientToken({});
     const bearer = { authorization: `Bearer ${minted.token}` };
@@ -281,7 +323,9 @@ describe('per-key quotas', () => {
         .filter((record) => record.msg === 'call finished')
         .map((record) => record.caller),
     );
-    for (const name of ['backend', 'web', 'listener', 'plain', 'tokens']) assert.ok(callers.has(name), name);
+    for (const name of ['backend', 'web', 'listener', 'plain', 'tokens', 'sessions']) {
+      assert.ok(callers.has(name), name);
+    }
     const refusedWeb = t.logs
       .records()
       .find((record) => record.msg === 'call finished' && record.code === 'RESOURCE_EXHAUSTED');
