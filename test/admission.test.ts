@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AudioEncoding, Code, ConnectError, ServingStatus } from '../clients/node/index.js';
+import { AudioEncoding, Code, ConnectError, errorReasonOf, ServingStatus } from '../clients/node/index.js';
 import { concat, RATE, silence, speak, toLinear16 } from './helpers/speech.js';
 import { startServerWithEngines } from './helpers/test-server.js';
 
@@ -163,7 +163,7 @@ describe('performance.max_final_delay_ms', () => {
       const streams = Array.from({ length: room + 1 }, transcribe);
       const refused = await refusal.promise;
       assert.equal(refused.code, Code.ResourceExhausted, refused.rawMessage);
-      assert.equal(refused.metadata.get('cortex-error-reason'), 'OVER_CAPACITY');
+      assert.equal(errorReasonOf(refused), 'OVER_CAPACITY');
       assert.match(refused.rawMessage, /expected delay of ".+" finals would be \d+ ms/);
       assert.match(refused.rawMessage, /past performance\.max_final_delay_ms = 1000 ms/);
       assert.ok(Number(refused.metadata.get('grpc-retry-pushback-ms')) >= 1000, 'a retry hint');
