@@ -9,6 +9,7 @@ import {
   Code,
   ConnectError,
   createVoiceClient,
+  errorInfoOf,
   errorReasonOf,
   ServingStatus,
   type VoiceClient,
@@ -454,6 +455,7 @@ describe('rate and stream limits', () => {
       );
       assert.equal(error.code, Code.ResourceExhausted);
       assert.match(error.rawMessage, /the stream reached service\.max_stream_duration_seconds \(1 s\)/);
+      assert.deepEqual(errorInfoOf(error)?.metadata, { limit: 'service.max_stream_duration_seconds' });
       const elapsed = Date.now() - startedAt;
       assert.ok(elapsed >= 900 && elapsed < 5000, `ended after ${elapsed} ms`);
     } finally {

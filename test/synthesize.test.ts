@@ -8,6 +8,7 @@ import {
   AudioEncoding,
   Code,
   type ConnectError,
+  errorInfoOf,
   errorReasonOf,
   type SynthesisConfig,
   type SynthesizeRequestSchema,
@@ -474,6 +475,7 @@ describe('Synthesis over gRPC', () => {
         );
         assert.ok(error.rawMessage.includes(ESPEAK), `"${error.rawMessage}" lists ${ESPEAK}`);
         assert.equal(errorReasonOf(error), 'UNKNOWN_RESOURCE');
+        assert.deepEqual(errorInfoOf(error)?.metadata, { field: 'config.voice' });
       }
       for (const sampleRateHz of [4000, 96000]) {
         await check(
