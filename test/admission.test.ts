@@ -97,6 +97,7 @@ describe('a full inference queue', () => {
       for (const error of refused) {
         assert.equal(error.code, Code.ResourceExhausted, error.rawMessage);
         assert.match(error.rawMessage, /worker queue is full \(performance\.request_queue_size = 1\)/);
+        assert.deepEqual(errorInfoOf(error)?.metadata, { limit: 'performance.request_queue_size' });
       }
       const health = await t.client.health.check({ service: '' });
       assert.equal(health.status, ServingStatus.SERVING, 'the server survived');
