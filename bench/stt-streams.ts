@@ -6,7 +6,7 @@
  * counted as refused, not as lost finals.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AudioEncoding, Code, ConnectError, type VoiceClient } from '../clients/node/index.js';
+import { AudioEncoding, Code, ConnectError, errorReasonOf, type VoiceClient } from '../clients/node/index.js';
 import { matchUtterance, SAMPLE_RATE, type StreamAudio, toLinear16 } from './stt-audio.js';
 
 export interface StreamRunOptions {
@@ -42,7 +42,7 @@ export interface StreamsOutcome {
   readonly finals: FinalRecord[];
   /** How each stream ended. */
   readonly ends: StreamEnd[];
-  /** `cortex-error-reason` of each refused stream. */
+  /** The ErrorInfo reason of each refused stream. */
   readonly refusedReasons: string[];
   /** Utterances of admitted streams that got no final. */
   readonly lost: number;
@@ -137,7 +137,7 @@ export async function runStreams(
       if (deadline.aborted) end = 'deadline';
       else if (failure.code === Code.ResourceExhausted && events === 0) {
         end = 'refused';
-        refusedReasons.push(failure.metadata.get('cortex-error-reason') ?? 'unknown');
+        refusedReasons.push(errorReasonOf(failure) ?? 'unknown');
       } else end = `failed ${Code[failure.code] ?? 'UNKNOWN'}`;
     }
     lastReceived = Math.max(lastReceived, performance.now());

@@ -1,9 +1,16 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 
 /**
+ * The `domain` of every google.rpc.ErrorInfo the service sends (AIP-193): together with `reason`
+ * it names a failure uniquely, so a client that talks to several services can tell ours apart.
+ */
+export const ERROR_DOMAIN = 'voice.cortex.ai';
+
+/**
  * The catalogue of reasons a call can fail. Every error the core raises names one; the gRPC code
- * follows from it. Clients receive the reason as `cortex-error-reason` (a trailer over gRPC and
- * gRPC-Web, error metadata over Connect), so they can branch on it instead of on message text.
+ * follows from it. Clients receive the reason as the `reason` of a google.rpc.ErrorInfo in the
+ * status details (grpc-status-details-bin over gRPC and gRPC-Web, the error's details over
+ * Connect), so they can branch on it instead of on message text.
  */
 export const Reason = {
   /** A required field is missing or a value is outside its allowed range. */
@@ -208,7 +215,7 @@ function statusOf(error: VoiceError): WireStatus {
 
 /** Shorthand for the most common failure: a field outside its allowed values. */
 export function invalidArgument(field: string, problem: string): VoiceError {
-  return new VoiceError(Reason.InvalidArgument, `${field}: ${problem}`);
+  return new VoiceError(Reason.InvalidArgument, `${field}: ${problem}`, { info: { field } });
 }
 
 /** Throws CANCELLED or DEADLINE_EXCEEDED (as carried by the signal) when the signal has aborted. */

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AudioEncoding, Code, ConnectError, ServingStatus } from '../clients/node/index.js';
+import {
+  AudioEncoding,
+  Code,
+  ConnectError,
+  errorInfoOf,
+  errorReasonOf,
+  ServingStatus,
+} from '../clients/node/index.js';
 import { concat, RATE, silence, speak, toLinear16 } from './helpers/speech.js';
 import { startServerWithEngines } from './helpers/test-server.js';
 
@@ -35,6 +42,7 @@ describe('performance.max_concurrent_requests', () => {
         /maximum of 1 transcriptions and syntheses \(performance\.max_concurrent_requests\)/,
       );
       assert.equal(refused.metadata.get('grpc-retry-pushback-ms'), '1000');
+      assert.deepEqual(errorInfoOf(refused)?.metadata, { limit: 'performance.max_concurrent_requests' });
       const voices = await t.client.synthesis.listVoices({});
       assert.ok(voices.voices.length > 0, 'calls that run no engine job are not capped');
 
@@ -89,6 +97,7 @@ describe('a full inference queue', () => {
       for (const error of refused) {
         assert.equal(error.code, Code.ResourceExhausted, error.rawMessage);
         assert.match(error.rawMessage, /worker queue is full \(performance\.request_queue_size = 1\)/);
+        assert.deepEqual(errorInfoOf(error)?.metadata, { limit: 'performance.request_queue_size' });
       }
       const health = await t.client.health.check({ service: '' });
       assert.equal(health.status, ServingStatus.SERVING, 'the server survived');
@@ -163,7 +172,8 @@ describe('performance.max_final_delay_ms', () => {
       const streams = Array.from({ length: room + 1 }, transcribe);
       const refused = await refusal.promise;
       assert.equal(refused.code, Code.ResourceExhausted, refused.rawMessage);
-      assert.equal(refused.metadata.get('cortex-error-reason'), 'OVER_CAPACITY');
+      assert.equal(errorReasonOf(refused), 'OVER_CAPACITY');
+      assert.equal(errorInfoOf(refused)?.metadata.limit, 'performance.max_final_delay_ms');
       assert.match(refused.rawMessage, /expected delay of ".+" finals would be \d+ ms/);
       assert.match(refused.rawMessage, /past performance\.max_final_delay_ms = 1000 ms/);
       assert.ok(Number(refused.metadata.get('grpc-retry-pushback-ms')) >= 1000, 'a retry hint');

@@ -1,12 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { anyUnpack } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { createAccessControl } from '../server/edge/access-control.js';
 import { createApiKeys } from '../server/edge/api-keys.js';
 import { createClientTokens } from '../server/edge/client-token.js';
 import { createEdge, type IncomingCall } from '../server/edge/edge.js';
-import { errorMetadata, retryInfo } from '../server/edge/wire-status.js';
-import { Reason, toStatus, VoiceError } from '../server/errors.js';
+import {
+  errorMetadata,
+  reasonOfStatusDetails,
+  retryInfo,
+  statusDetails,
+} from '../server/edge/wire-status.js';
+import { ERROR_DOMAIN, invalidArgument, Reason, toStatus, VoiceError } from '../server/errors.js';
+import { ErrorInfoSchema, RetryInfoSchema } from '../server/gen/google/rpc/error_details_pb.js';
+import { StatusSchema } from '../server/gen/google/rpc/status_pb.js';
 import { createLogger } from '../server/observability/logger.js';
 import { createMetrics } from '../server/observability/metrics.js';
 import { captureLogs } from './helpers/log-capture.js';
@@ -52,16 +61,51 @@ describe('VoiceError', () => {
     );
   });
 
-  it('puts the reason and the retry pushback in the error metadata, and RetryInfo in whole milliseconds', () => {
-    assert.deepEqual(errorMetadata({ reason: Reason.RateLimited, retryAfterMs: 1234.2 }), [
-      ['cortex-error-reason', 'RATE_LIMITED'],
-      ['grpc-retry-pushback-ms', '1235'],
-    ]);
-    assert.deepEqual(errorMetadata({ reason: Reason.Draining, retryAfterMs: undefined }), [
-      ['cortex-error-reason', 'DRAINING'],
-    ]);
-    // RetryInfo { retry_delay: Duration { seconds: 1, nanos: 235000000 } }
-    assert.deepEqual([...retryInfo(1235)], [0x0a, 0x07, 0x08, 0x01, 0x10, 0xc0, 0xa1, 0x87, 0x70]);
+  it('puts only the retry pushback in the error metadata, and RetryInfo in whole milliseconds', () => {
+    assert.deepEqual(errorMetadata({ retryAfterMs: 1234.2 }), [['grpc-retry-pushback-ms', '1235']]);
+    assert.deepEqual(errorMetadata({ retryAfterMs: undefined }), []);
+    // RetryInfo { retry_delay: Duration { seconds: 1, nanos: 235000000 } }, as encoded by hand before.
+    assert.deepEqual(
+      [...toBinary(RetryInfoSchema, retryInfo(1234.2))],
+      [0x0a, 0x07, 0x08, 0x01, 0x10, 0xc0, 0xa1, 0x87, 0x70],
+    );
+  });
+
+  it('serializes a google.rpc.Status with ErrorInfo (reason, domain, info) first, then RetryInfo', () => {
+    const status = toStatus(
+      new VoiceError(Reason.Overloaded, 'queue full', {
+        retryAfterMs: 1500,
+        info: { limit: 'performance.max_queue_size' },
+      }),
+    );
+    const decoded = fromBinary(StatusSchema, statusDetails(status));
+    assert.equal(decoded.code, Code.ResourceExhausted);
+    assert.equal(decoded.message, 'queue full');
+    assert.equal(decoded.details.length, 2);
+    const [first, second] = decoded.details;
+    assert.ok(first && second);
+    const info = anyUnpack(first, ErrorInfoSchema);
+    assert.deepEqual(
+      { reason: info?.reason, domain: info?.domain, metadata: info?.metadata },
+      { reason: 'OVERLOADED', domain: ERROR_DOMAIN, metadata: { limit: 'performance.max_queue_size' } },
+    );
+    const retry = anyUnpack(second, RetryInfoSchema);
+    assert.deepEqual(retry?.retryDelay, { $typeName: 'google.protobuf.Duration', seconds: 1n, nanos: 5e8 });
+    assert.equal(reasonOfStatusDetails(statusDetails(status)), 'OVERLOADED');
+    assert.equal(reasonOfStatusDetails(new Uint8Array([0xff, 0xff])), undefined);
+  });
+
+  it('gives an unexpected error ErrorInfo INTERNAL without its cause, and a field error its field', () => {
+    const internal = toStatus(new Error('secret /path/to/model.onnx'));
+    const decoded = fromBinary(StatusSchema, statusDetails(internal));
+    assert.equal(decoded.details.length, 1);
+    const info = decoded.details[0] && anyUnpack(decoded.details[0], ErrorInfoSchema);
+    assert.equal(info?.reason, 'INTERNAL');
+    assert.deepEqual(info?.metadata, {});
+    assert.doesNotMatch(Buffer.from(statusDetails(internal)).toString('latin1'), /secret/);
+    assert.deepEqual(toStatus(invalidArgument('config.speed', 'must be between 0.5 and 2.0')).info, {
+      field: 'config.speed',
+    });
   });
 });
 

@@ -9,6 +9,7 @@ import {
   AudioEncoding,
   Code,
   createVoiceClient,
+  errorReasonOf,
   type TranscribeResponse,
   type VoiceClient,
 } from '../clients/node/index.js';
@@ -155,7 +156,7 @@ describe('per-key quotas', () => {
     for (let index = 0; index < 3; index += 1) await as(KEYS.web).synthesis.listVoices({});
     const refused = await expectError(as(KEYS.web).synthesis.listVoices({}));
     assert.equal(refused.code, Code.ResourceExhausted);
-    assert.equal(refused.metadata.get('cortex-error-reason'), 'RATE_LIMITED');
+    assert.equal(errorReasonOf(refused), 'RATE_LIMITED');
     assert.match(
       refused.rawMessage,
       /^the API key "web" has used its 3 calls a minute \(security\.api_keys_file\[web\]\.max_requests_per_minute\); retry in \d+ s$/,
@@ -220,7 +221,7 @@ describe('per-key quotas', () => {
       ));
     });
     assert.equal(refused.code, Code.ResourceExhausted);
-    assert.equal(refused.metadata.get('cortex-error-reason'), 'RATE_LIMITED');
+    assert.equal(errorReasonOf(refused), 'RATE_LIMITED');
     assert.match(
       refused.rawMessage,
       /^the API key "listener" has used its 5 seconds of audio a minute \(security\.api_keys_file\[listener\]\.max_audio_seconds_per_minute\); streams in progress go on, a new one may start in \d+ s$/,

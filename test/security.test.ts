@@ -9,13 +9,16 @@ import {
   Code,
   ConnectError,
   createVoiceClient,
+  errorInfoOf,
+  errorReasonOf,
   ServingStatus,
   type VoiceClient,
 } from '../clients/node/index.js';
 import { type Config, ConfigError } from '../server/config.js';
 import { clientAddress, createAddressRanges } from '../server/edge/addresses.js';
 import { createRateLimiter, createStreamCounter } from '../server/edge/rate-limiter.js';
-import { RETRY_INFO_TYPE_URL, retryStatusDetails } from '../server/edge/wire-status.js';
+import { statusDetails } from '../server/edge/wire-status.js';
+import { ERROR_DOMAIN, Reason } from '../server/errors.js';
 import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { createLogger } from '../server/observability/logger.js';
 import { createMetrics, type Metrics } from '../server/observability/metrics.js';
@@ -133,7 +136,7 @@ describe('API keys', () => {
       const missing = await expectError(s.client().synthesis.listVoices({}));
       assert.equal(missing.code, Code.Unauthenticated);
       assert.match(missing.rawMessage, /needs an API key in x-api-key metadata/);
-      assert.equal(missing.metadata.get('cortex-error-reason'), 'UNAUTHENTICATED');
+      assert.equal(errorReasonOf(missing), 'UNAUTHENTICATED');
 
       const wrong = await expectError(s.client({ apiKey: 'key-guessed-9' }).synthesis.listVoices({}));
       assert.equal(wrong.code, Code.Unauthenticated);
@@ -249,7 +252,7 @@ describe('allowed addresses', () => {
       const error = await expectError(denied.client().synthesis.listVoices({}));
       assert.equal(error.code, Code.PermissionDenied);
       assert.match(error.rawMessage, /client address 127\.0\.0\.1 is not in security\.allowed_ips/);
-      assert.equal(error.metadata.get('cortex-error-reason'), 'PERMISSION_DENIED');
+      assert.equal(errorReasonOf(error), 'PERMISSION_DENIED');
       await denied.client().health.check({ service: '' });
       assert.equal(denied.seen.calls, 0);
       assert.equal(await rejectedCount(denied.metrics, 'permission_denied'), 1);
@@ -347,12 +350,14 @@ describe('rate and stream limits', () => {
         limited.rawMessage,
         /the API key "unnamed-[0-9a-f]{8}" has used its 3 calls a minute \(security\.rate_limit\.max_requests_per_minute\); retry in 20 s/,
       );
-      assert.equal(limited.metadata.get('cortex-error-reason'), 'RATE_LIMITED');
+      assert.equal(errorReasonOf(limited), 'RATE_LIMITED');
       const pushback = Number(limited.metadata.get('grpc-retry-pushback-ms'));
       assert.ok(pushback > 19_000 && pushback <= 20_000, `pushback ${pushback} ms`);
-      assert.equal(limited.details.length, 1);
-      const detail = limited.details[0] as { type: string; value: Uint8Array };
-      assert.equal(detail.type, 'google.rpc.RetryInfo');
+      assert.deepEqual(
+        limited.details.map((detail) => (detail as { type: string }).type),
+        ['google.rpc.ErrorInfo', 'google.rpc.RetryInfo'],
+      );
+      const detail = limited.details[1] as { type: string; value: Uint8Array };
       const delay = decodeRetryInfo(detail.value);
       assert.equal(delay.seconds * 1000 + delay.nanos / 1e6, pushback);
 
@@ -411,7 +416,10 @@ describe('rate and stream limits', () => {
         /the API key "unnamed-[0-9a-f]{8}" already has 2 streams open \(security\.rate_limit\.max_concurrent_streams\)/,
       );
       assert.equal(refused.metadata.get('grpc-retry-pushback-ms'), '1000');
-      assert.equal(refused.details.length, 1);
+      assert.deepEqual(
+        refused.details.map((detail) => (detail as { type: string }).type),
+        ['google.rpc.ErrorInfo', 'google.rpc.RetryInfo'],
+      );
 
       const b = open(s.client({ apiKey: 'key-b' }));
       streams.push(b);
@@ -447,6 +455,7 @@ describe('rate and stream limits', () => {
       );
       assert.equal(error.code, Code.ResourceExhausted);
       assert.match(error.rawMessage, /the stream reached service\.max_stream_duration_seconds \(1 s\)/);
+      assert.deepEqual(errorInfoOf(error)?.metadata, { limit: 'service.max_stream_duration_seconds' });
       const elapsed = Date.now() - startedAt;
       assert.ok(elapsed >= 900 && elapsed < 5000, `ended after ${elapsed} ms`);
     } finally {
@@ -511,8 +520,14 @@ describe('limit building blocks', () => {
     assert.equal(clientAddress(undefined, ['10.3.3.3'], trusted), undefined);
   });
 
-  it('encodes a google.rpc.Status with RetryInfo that decodes back', () => {
-    const bytes = retryStatusDetails(8, 'slow down', 20_500);
+  it('encodes a google.rpc.Status with ErrorInfo and RetryInfo that a hand-written decoder reads', () => {
+    const bytes = statusDetails({
+      code: 8,
+      message: 'slow down',
+      reason: Reason.RateLimited,
+      info: { limit: 'security.rate_limit.max_requests_per_minute' },
+      retryAfterMs: 20_500,
+    });
     const reader = new BinaryReader(bytes);
     let code = 0;
     let message = '';
@@ -534,9 +549,15 @@ describe('limit building blocks', () => {
     }
     assert.equal(code, 8);
     assert.equal(message, 'slow down');
-    assert.equal(details.length, 1);
-    assert.equal(details[0]?.typeUrl, RETRY_INFO_TYPE_URL);
-    assert.deepEqual(decodeRetryInfo(details[0]?.value ?? new Uint8Array()), {
+    assert.deepEqual(
+      details.map((detail) => detail.typeUrl),
+      ['type.googleapis.com/google.rpc.ErrorInfo', 'type.googleapis.com/google.rpc.RetryInfo'],
+    );
+    const info = Buffer.from(details[0]?.value ?? new Uint8Array()).toString('latin1');
+    for (const text of ['RATE_LIMITED', ERROR_DOMAIN, 'security.rate_limit.max_requests_per_minute']) {
+      assert.ok(info.includes(text), `ErrorInfo holds ${text}`);
+    }
+    assert.deepEqual(decodeRetryInfo(details[1]?.value ?? new Uint8Array()), {
       seconds: 20,
       nanos: 500_000_000,
     });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Code, ServingStatus } from '../clients/node/index.js';
+import { Code, errorReasonOf, ServingStatus } from '../clients/node/index.js';
 import { Transcription } from '../server/gen/cortex/voice/v1/transcription_pb.js';
 import { expectError } from './helpers/errors.js';
 import { createReflectionClient } from './helpers/reflection-client.js';
@@ -63,7 +63,7 @@ describe('server without engines', () => {
       const error = await expectError(call());
       assert.equal(error.code, Code.Unavailable, name);
       assert.match(error.rawMessage, message, name);
-      assert.equal(error.metadata.get('cortex-error-reason'), 'ENGINE_UNAVAILABLE', name);
+      assert.equal(errorReasonOf(error), 'ENGINE_UNAVAILABLE', name);
     }
   });
 

@@ -8,6 +8,8 @@ import {
   AudioEncoding,
   Code,
   type ConnectError,
+  errorInfoOf,
+  errorReasonOf,
   type SynthesisConfig,
   type SynthesizeRequestSchema,
   type SynthesizeResponse,
@@ -472,7 +474,8 @@ describe('Synthesis over gRPC', () => {
           new RegExp(`"${voice}"`),
         );
         assert.ok(error.rawMessage.includes(ESPEAK), `"${error.rawMessage}" lists ${ESPEAK}`);
-        assert.equal(error.metadata.get('cortex-error-reason'), 'UNKNOWN_RESOURCE');
+        assert.equal(errorReasonOf(error), 'UNKNOWN_RESOURCE');
+        assert.deepEqual(errorInfoOf(error)?.metadata, { field: 'config.voice' });
       }
       for (const sampleRateHz of [4000, 96000]) {
         await check(
@@ -503,7 +506,7 @@ describe('Synthesis over gRPC', () => {
         Code.FailedPrecondition,
         /text arrived before config/,
       );
-      assert.equal(outOfOrder.metadata.get('cortex-error-reason'), 'OUT_OF_ORDER');
+      assert.equal(errorReasonOf(outOfOrder), 'OUT_OF_ORDER');
       await check(stream(flushRequest()), Code.FailedPrecondition, /flush arrived before config/);
       await check(
         stream(configRequest(), textRequest('Hello. '), configRequest()),
@@ -778,7 +781,7 @@ describe('Synthesis with other settings', () => {
     assert.equal(error.code, Code.ResourceExhausted, error.rawMessage);
     assert.match(error.rawMessage, /^text:/);
     assert.match(error.rawMessage, /models\.tts\.max_stream_text_chars \(60\)/);
-    assert.equal(error.metadata.get('cortex-error-reason'), 'LIMIT_EXCEEDED');
+    assert.equal(errorReasonOf(error), 'LIMIT_EXCEEDED');
     assert.deepEqual(
       [...new Set(received.map((r) => r.text))],
       ['One sentence here.', 'Another sentence.'],

@@ -5,6 +5,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import {
   AudioEncoding,
   Code,
+  errorInfoOf,
   ServingStatus,
   TimestampGranularity,
   type TranscribeResponse,
@@ -423,6 +424,7 @@ describe('Transcribe', () => {
         );
         assert.equal(error.code, Code.ResourceExhausted);
         assert.match(error.rawMessage, /longer than performance\.max_audio_seconds \(2 s\)/);
+        assert.deepEqual(errorInfoOf(error)?.metadata, { limit: 'performance.max_audio_seconds' });
       } finally {
         await limited.stop();
       }

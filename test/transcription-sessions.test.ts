@@ -7,6 +7,7 @@ import {
   Code,
   ConnectError,
   createVoiceClient,
+  errorReasonOf,
   type SessionStarted,
   type TranscribeResponse,
   type TranscriptionConfigSchema,
@@ -132,8 +133,8 @@ const comparable = (results: readonly TranscriptResult[]) =>
     model,
   }));
 
-function reasonOf(error: ConnectError): string | null {
-  return error.metadata.get('cortex-error-reason');
+function reasonOf(error: ConnectError): string | undefined {
+  return errorReasonOf(error);
 }
 
 describe('transcription sessions (StartTranscriptionSession + AppendSessionAudio)', () => {

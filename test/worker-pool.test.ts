@@ -370,6 +370,7 @@ describe('worker pool scheduling, aborts and crashes (test-hook workers)', () =>
             'the "test" worker queue is full (performance.request_queue_size = 2); retry later',
           );
           assert.ok((e.retryAfterMs ?? 0) > 0);
+          assert.deepEqual(e.info, { limit: 'performance.request_queue_size' });
           return true;
         },
       );
@@ -557,13 +558,19 @@ describe('worker pool scheduling, aborts and crashes (test-hook workers)', () =>
       await assert.rejects(
         pool.run(
           'fail',
-          { reason: Reason.LimitExceeded, message: 'text: too long', retryAfterMs: 1234 },
+          {
+            reason: Reason.LimitExceeded,
+            message: 'text: too long',
+            retryAfterMs: 1234,
+            info: { limit: 'service.max_text_chars' },
+          },
           { priority: 0, signal: never },
         ),
         (error: unknown) => {
           isVoiceError(Reason.LimitExceeded, Code.ResourceExhausted)(error);
           assert.equal((error as VoiceError).rawMessage, 'text: too long');
           assert.equal((error as VoiceError).retryAfterMs, 1234);
+          assert.deepEqual((error as VoiceError).info, { limit: 'service.max_text_chars' });
           return true;
         },
       );

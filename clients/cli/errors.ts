@@ -1,4 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
+import { errorReasonOf } from '../shared/errors.js';
 
 /** A failure the CLI reports in one line and exits on. */
 export class CliError extends Error {
@@ -21,7 +22,7 @@ export function describeFailure(error: unknown, address: string): string {
   if (connect.code === Code.Unavailable && networkCode) {
     return `cannot reach the server at ${address} (${networkCode}); is it running? (set --address or VOICE_ADDRESS)`;
   }
-  const reason = connect.metadata.get('cortex-error-reason');
+  const reason = errorReasonOf(connect);
   return `${grpcCodeName(connect.code)}: ${connect.rawMessage}${reason ? ` [${reason}]` : ''}`;
 }
 

@@ -8,4 +8,12 @@ export * from '../../server/gen/cortex/voice/v1/audio_pb.js';
 export * from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 export * from '../../server/gen/cortex/voice/v1/transcription_pb.js';
 export { HealthCheckResponse_ServingStatus as ServingStatus } from '../../server/gen/health/v1/health_pb.js';
+export {
+  errorInfoOf,
+  errorReasonOf,
+  Reason,
+  retryDelayOf,
+  VOICE_ERROR_DOMAIN,
+  type VoiceErrorInfo,
+} from '../shared/errors.js';
 export { createVoiceClient, type VoiceClient, type VoiceClientOptions } from './client.js';

@@ -229,7 +229,7 @@ export function createEdge(options: EdgeOptions): Edge {
           new VoiceError(
             Reason.Overloaded,
             `the server is serving its maximum of ${maxCalls} calls (service.max_concurrent_requests); retry later`,
-            { retryAfterMs: 1000 },
+            { retryAfterMs: 1000, info: { limit: 'service.max_concurrent_requests' } },
           ),
           'max_concurrent_requests',
         );
@@ -286,10 +286,12 @@ export function createEdge(options: EdgeOptions): Edge {
                     ? new VoiceError(
                         Reason.LimitExceeded,
                         `the stream reached service.max_stream_duration_seconds (${limitMs / 1000} s)`,
+                        { info: { limit: 'service.max_stream_duration_seconds' } },
                       )
                     : new VoiceError(
                         Reason.DeadlineExceeded,
                         `the call took longer than service.timeout (${limitMs / 1000} s); set a deadline to allow more`,
+                        { info: { limit: 'service.timeout' } },
                       ),
               ),
             Math.max(0, expiresAt - Date.now()),

@@ -1,69 +1,98 @@
-import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import type { WireStatus } from '../errors.js';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { anyPack, anyUnpack } from '@bufbuild/protobuf/wkt';
+import { ERROR_DOMAIN, type WireStatus } from '../errors.js';
+import {
+  type ErrorInfo,
+  ErrorInfoSchema,
+  type RetryInfo,
+  RetryInfoSchema,
+} from '../gen/google/rpc/error_details_pb.js';
+import { StatusSchema } from '../gen/google/rpc/status_pb.js';
 
 /**
- * What a failed call carries besides its code and message, whatever the protocol: the catalogue
- * reason, and where a retry makes sense, when. gRPC and gRPC-Web send these as trailers, Connect as
- * error metadata (response headers of a unary call, the end-of-stream message of a stream).
+ * What a failed call carries besides its code and message, whatever the protocol: a
+ * google.rpc.ErrorInfo (AIP-193) naming the catalogue reason, the ERROR_DOMAIN and the error's
+ * machine-readable facts, and where a retry makes sense a google.rpc.RetryInfo. gRPC and gRPC-Web
+ * send them in grpc-status-details-bin, Connect as the error's details.
  */
 
-/** The catalogue reason of a failure (server/errors.ts), so clients need not parse messages. */
-export const ERROR_REASON_KEY = 'cortex-error-reason';
 /** gRPC's standard metadata telling a client when it may retry, in milliseconds. */
 export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
 /** gRPC's standard trailer carrying a serialized google.rpc.Status with typed error details. */
 export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
-/** The error detail naming the retry delay; any gRPC or Connect client can decode it. */
-export const RETRY_INFO_TYPE = 'google.rpc.RetryInfo';
-export const RETRY_INFO_TYPE_URL = `type.googleapis.com/${RETRY_INFO_TYPE}`;
+
+type DetailedStatus = Pick<WireStatus, 'reason' | 'info' | 'retryAfterMs'>;
 
 /** The retry delay a status announces, in whole milliseconds, if any. */
 export function retryDelayMs(status: Pick<WireStatus, 'retryAfterMs'>): number | undefined {
   return status.retryAfterMs === undefined ? undefined : Math.max(0, Math.ceil(status.retryAfterMs));
 }
 
-/** The text metadata of a failed call: its reason, and its retry pushback when it has one. */
-export function errorMetadata(status: Pick<WireStatus, 'reason' | 'retryAfterMs'>): Array<[string, string]> {
-  const entries: Array<[string, string]> = [[ERROR_REASON_KEY, status.reason]];
+/** The text metadata of a failed call: the retry pushback, when it has one. */
+export function errorMetadata(status: Pick<WireStatus, 'retryAfterMs'>): Array<[string, string]> {
   const delay = retryDelayMs(status);
-  if (delay !== undefined) entries.push([RETRY_PUSHBACK_KEY, String(delay)]);
-  return entries;
+  return delay === undefined ? [] : [[RETRY_PUSHBACK_KEY, String(delay)]];
 }
 
-/**
- * A google.rpc.RetryInfo, encoded. Neither it nor google.rpc.Status is in @bufbuild/protobuf/wkt,
- * and pulling in their .proto for two messages is more weight than encoding them by hand:
- *   RetryInfo { Duration retry_delay = 1; }
- *   Duration  { int64 seconds = 1; int32 nanos = 2; }
- */
-export function retryInfo(delayMs: number): Uint8Array {
+/** The google.rpc.ErrorInfo of a failed call. */
+export function errorInfo(status: Pick<WireStatus, 'reason' | 'info'>): ErrorInfo {
+  return create(ErrorInfoSchema, {
+    reason: status.reason,
+    domain: ERROR_DOMAIN,
+    metadata: { ...status.info },
+  });
+}
+
+/** A google.rpc.RetryInfo for a delay in milliseconds (rounded up to whole ms). */
+export function retryInfo(delayMs: number): RetryInfo {
   const delay = Math.max(0, Math.ceil(delayMs));
-  const seconds = Math.floor(delay / 1000);
-  const nanos = (delay % 1000) * 1_000_000;
-  const duration = new BinaryWriter();
-  if (seconds !== 0) duration.tag(1, WireType.Varint).int64(seconds);
-  if (nanos !== 0) duration.tag(2, WireType.Varint).int32(nanos);
-  return new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(duration.finish()).finish();
+  return create(RetryInfoSchema, {
+    retryDelay: { seconds: BigInt(Math.floor(delay / 1000)), nanos: (delay % 1000) * 1_000_000 },
+  });
+}
+
+/** The typed details of a failed call: always an ErrorInfo, and a RetryInfo when a retry delay exists. */
+export interface ErrorDetails {
+  readonly errorInfo: ErrorInfo;
+  readonly retryInfo: RetryInfo | undefined;
+}
+
+export function errorDetails(status: DetailedStatus): ErrorDetails {
+  const delay = retryDelayMs(status);
+  return { errorInfo: errorInfo(status), retryInfo: delay === undefined ? undefined : retryInfo(delay) };
 }
 
 /**
- * A google.rpc.Status whose details hold one google.rpc.RetryInfo, for grpc-status-details-bin, so
- * any gRPC client (grpc-go's status.FromError, connect-es `findDetails`, …) learns when it may retry.
- *   Status { int32 code = 1; string message = 2; repeated Any details = 3; }
- *   Any    { string type_url = 1; bytes value = 2; }
+ * A serialized google.rpc.Status for grpc-status-details-bin, so any gRPC client (grpc-go's
+ * status.FromError, connect-es `findDetails`, grpcurl through reflection) reads the details.
  */
-export function retryStatusDetails(code: number, message: string, retryDelay: number): Buffer {
-  const any = new BinaryWriter()
-    .tag(1, WireType.LengthDelimited)
-    .string(RETRY_INFO_TYPE_URL)
-    .tag(2, WireType.LengthDelimited)
-    .bytes(retryInfo(retryDelay))
-    .finish();
-  const status = new BinaryWriter();
-  if (code !== 0) status.tag(1, WireType.Varint).int32(code);
-  if (message.length > 0) status.tag(2, WireType.LengthDelimited).string(message);
-  status.tag(3, WireType.LengthDelimited).bytes(any);
-  return Buffer.from(status.finish());
+export function statusDetails(status: DetailedStatus & Pick<WireStatus, 'code' | 'message'>): Buffer {
+  const details = errorDetails(status);
+  const bytes = toBinary(
+    StatusSchema,
+    create(StatusSchema, {
+      code: status.code,
+      message: status.message,
+      details: [
+        anyPack(ErrorInfoSchema, details.errorInfo),
+        ...(details.retryInfo === undefined ? [] : [anyPack(RetryInfoSchema, details.retryInfo)]),
+      ],
+    }),
+  );
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** The catalogue reason in a serialized google.rpc.Status, if it holds an ErrorInfo of our domain. */
+export function reasonOfStatusDetails(bytes: Uint8Array): string | undefined {
+  try {
+    for (const detail of fromBinary(StatusSchema, bytes).details) {
+      const info = anyUnpack(detail, ErrorInfoSchema);
+      if (info?.domain === ERROR_DOMAIN) return info.reason;
+    }
+  } catch {
+    // Not a google.rpc.Status: no reason to report.
+  }
+  return undefined;
 }
 
 const CODE_NAMES = [

@@ -126,6 +126,7 @@ function unknownVoice(field: string, voice: string, voices: readonly VoiceInfo[]
   return new VoiceError(
     Reason.UnknownResource,
     `${field}: unknown voice "${voice}"; eSpeak voices: ${listed}${more}`,
+    { info: { field } },
   );
 }
 

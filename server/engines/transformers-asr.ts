@@ -137,6 +137,7 @@ export function createTransformersRecognizer(options: TransformersRecognizerOpti
       throw new VoiceError(
         Reason.UnknownResource,
         `model: unknown speech recognition model "${id}"; allowed models: ${allowed.join(', ')}`,
+        { info: { field: 'model' } },
       );
     }
     return id;

@@ -34,6 +34,7 @@ export async function* toRecognitionAudio(
       throw new VoiceError(
         Reason.LimitExceeded,
         `audio: the stream is longer than performance.max_audio_seconds (${limits.maxAudioSeconds} s)`,
+        { info: { limit: 'performance.max_audio_seconds' } },
       );
     }
     resampler ??= await createResampler(rate, RECOGNITION_RATE);
@@ -45,6 +46,7 @@ export async function* toRecognitionAudio(
         throw new VoiceError(
           Reason.LimitExceeded,
           `audio: a chunk of ${chunk.length} bytes is larger than performance.max_audio_chunk_bytes (${limits.maxChunkBytes})`,
+          { info: { limit: 'performance.max_audio_chunk_bytes' } },
         );
       }
       const samples = await resample(decoder.push(chunk));

@@ -20,7 +20,7 @@ export function createAdmission(limit: number): Admission {
         throw new VoiceError(
           Reason.Overloaded,
           `the server is running its maximum of ${limit} transcriptions and syntheses (performance.max_concurrent_requests); retry later`,
-          { retryAfterMs: 1000 },
+          { retryAfterMs: 1000, info: { limit: 'performance.max_concurrent_requests' } },
         );
       }
       inProgress += 1;
@@ -63,7 +63,10 @@ export function admitStream(
     throw new VoiceError(
       Reason.OverCapacity,
       `the server cannot take another live transcription: with it, the expected delay of "${assessment.model}" finals would be ${estimate}, past performance.max_final_delay_ms = ${bound} ms${held}; retry later or on another server`,
-      { retryAfterMs: assessment.retryAfterMs },
+      {
+        retryAfterMs: assessment.retryAfterMs,
+        info: { limit: 'performance.max_final_delay_ms', model: assessment.model },
+      },
     );
   }
   return capacity.openStream(model);

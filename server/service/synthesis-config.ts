@@ -55,5 +55,6 @@ function resolveVoice(requested: string, configured: string, voices: readonly Vo
   throw new VoiceError(
     Reason.UnknownResource,
     `config.voice: unknown voice "${requested}"; valid ids: ${shown.join(', ')}${more}`,
+    { info: { field: 'config.voice' } },
   );
 }

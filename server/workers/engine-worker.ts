@@ -83,7 +83,7 @@ async function runJob(id: number, kind: string, payload: unknown): Promise<void>
   }
 }
 
-/** VoiceErrors keep reason, message and retry hint; anything else goes out generic, its stack as detail. */
+/** VoiceErrors keep reason, message, retry hint and info; anything else goes out generic, its stack as detail. */
 function toWire(error: unknown): WireError {
   if (error instanceof VoiceError) {
     const cause: unknown = error.cause;
@@ -93,6 +93,7 @@ function toWire(error: unknown): WireError {
       reason: error.reason,
       message: error.rawMessage,
       ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+      ...(Object.keys(error.info).length === 0 ? {} : { info: { ...error.info } }),
       ...(detail === undefined ? {} : { detail }),
     };
   }
@@ -126,9 +127,12 @@ function testHandlers(): Map<string, JobHandler> {
       const hog: number[][] = [];
       for (;;) hog.push(Array.from({ length: 1 << 16 }, (_, i) => i + hog.length));
     },
-    async fail({ reason, message, retryAfterMs }) {
+    async fail({ reason, message, retryAfterMs, info }) {
       if (reason === undefined) throw new Error(message);
-      throw new VoiceError(reason, message, retryAfterMs === undefined ? {} : { retryAfterMs });
+      throw new VoiceError(reason, message, {
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+        ...(info === undefined ? {} : { info }),
+      });
     },
     async crashOnNextRecognize() {
       crashOnRecognize = true;

@@ -153,7 +153,12 @@ export type TestJobs = {
   crash: { payload: { readonly mode: 'throw' | 'exit' | 'oom' }; result: never };
   /** Throws a VoiceError with this reason, or a plain Error when `reason` is absent. */
   fail: {
-    payload: { readonly reason?: Reason; readonly message: string; readonly retryAfterMs?: number };
+    payload: {
+      readonly reason?: Reason;
+      readonly message: string;
+      readonly retryAfterMs?: number;
+      readonly info?: Readonly<Record<string, string>>;
+    };
     result: never;
   };
   /** Makes the worker exit in the middle of its next `recognize` job, as a crash would. */
@@ -173,6 +178,8 @@ export interface WireError {
   /** Sent to the caller; generic for unexpected errors. */
   readonly message: string;
   readonly retryAfterMs?: number;
+  /** VoiceError.info: the machine-readable facts the caller gets in ErrorInfo; absent when empty. */
+  readonly info?: Readonly<Record<string, string>>;
   /** The stack or cause of an unexpected error, for the main thread's log only. */
   readonly detail?: string;
 }

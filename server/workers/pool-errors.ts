@@ -13,7 +13,7 @@ export function queueFull(pool: string, key: string, queueSize: number): VoiceEr
   return new VoiceError(
     Reason.Overloaded,
     `the "${pool}" worker queue is full (${key} = ${queueSize}); retry later`,
-    { retryAfterMs: OVERLOADED_RETRY_MS },
+    { retryAfterMs: OVERLOADED_RETRY_MS, info: { limit: key } },
   );
 }
 
@@ -67,9 +67,8 @@ export function transferFailed(kind: string, cause: unknown): VoiceError {
 
 /** An error a worker sent for its job; its `detail` is for the log, not the caller. */
 export function fromWire(error: WireError): VoiceError {
-  return new VoiceError(
-    error.reason,
-    error.message,
-    error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs },
-  );
+  return new VoiceError(error.reason, error.message, {
+    ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+    ...(error.info === undefined ? {} : { info: error.info }),
+  });
 }

@@ -9,8 +9,7 @@ import { AUTHORIZATION_HEADER } from '../../edge/access-control.js';
 import { FORWARDED_FOR_HEADER } from '../../edge/addresses.js';
 import { API_KEY_HEADER } from '../../edge/api-keys.js';
 import { type Edge, type EdgeCall, type MethodKind, REQUEST_ID_HEADER } from '../../edge/edge.js';
-import { ERROR_REASON_KEY } from '../../edge/wire-status.js';
-import { grpcStatus } from './grpc-status.js';
+import { failedStatusTrailers, grpcStatus } from './grpc-status.js';
 
 /**
  * The edge call of each admitted call, keyed by the request metadata object grpc-js hands on to
@@ -73,13 +72,15 @@ export function createEdgeInterceptor(edge: Edge, calls: EdgeCalls): ServerInter
         next(message);
       },
       sendStatus: (status, next) => {
-        const reason = status.metadata?.get(ERROR_REASON_KEY)[0];
-        opened?.end({
-          code: status.code,
-          message: status.details,
-          reason: typeof reason === 'string' ? reason : undefined,
-        });
-        next(opened === undefined ? status : withRequestId(status, opened.requestId));
+        let sent = status;
+        let reason: string | undefined;
+        if (status.code !== 0) {
+          const failed = failedStatusTrailers(status.code, status.details, status.metadata);
+          sent = { ...status, metadata: failed.metadata };
+          reason = failed.reason;
+        }
+        opened?.end({ code: status.code, message: status.details, reason });
+        next(opened === undefined ? sent : withRequestId(sent, opened.requestId));
       },
     });
   };

@@ -11,7 +11,8 @@ import { descriptorSetBase64 } from '../../gen/descriptor-set.js';
 /**
  * Server reflection (v1 and v1alpha), so grpcurl can list and describe every service without proto
  * files. The descriptors come from `buf build` with source info, so `describe` shows the contract's
- * doc comments; the health service's come from grpc-health-check.
+ * doc comments; the health service's come from grpc-health-check. They include google/rpc's
+ * status and error details, which grpcurl looks up to print a failed call's ErrorInfo and RetryInfo.
  */
 export function addReflection(server: Server): void {
   const descriptorSet = fromBinary(FileDescriptorSetSchema, Buffer.from(descriptorSetBase64, 'base64'));

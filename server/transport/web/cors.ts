@@ -2,7 +2,7 @@ import { cors as connectCors } from '@connectrpc/connect';
 import { AUTHORIZATION_HEADER } from '../../edge/access-control.js';
 import { API_KEY_HEADER } from '../../edge/api-keys.js';
 import { REQUEST_ID_HEADER } from '../../edge/edge.js';
-import { ERROR_REASON_KEY, RETRY_PUSHBACK_KEY, STATUS_DETAILS_KEY } from '../../edge/wire-status.js';
+import { RETRY_PUSHBACK_KEY, STATUS_DETAILS_KEY } from '../../edge/wire-status.js';
 import type { NodeRequest, NodeResponse } from './static-files.js';
 
 /** Headers a page may send: connect-es's list for gRPC-Web and Connect, and the service's own. */
@@ -14,14 +14,14 @@ export const CORS_ALLOWED_HEADERS: readonly string[] = unique([
 ]);
 
 /**
- * Headers a page may read: connect-es's list, and the request id, the error reason and the retry
- * pushback (Connect sends a unary call's error metadata as headers).
+ * Headers a page may read: connect-es's list, and the request id and the retry pushback (Connect
+ * sends a unary call's error metadata as headers). The error details travel in
+ * grpc-status-details-bin (gRPC-Web) or the body (Connect).
  */
 export const CORS_EXPOSED_HEADERS: readonly string[] = unique([
   ...connectCors.exposedHeaders,
   STATUS_DETAILS_KEY,
   REQUEST_ID_HEADER,
-  ERROR_REASON_KEY,
   RETRY_PUSHBACK_KEY,
 ]);
 

@@ -3,8 +3,9 @@ import { create, type DescMethod, type DescService, toBinary } from '@bufbuild/p
 import { Code, ConnectError, createContextKey, type HandlerContext } from '@connectrpc/connect';
 import { FORWARDED_FOR_HEADER } from '../../edge/addresses.js';
 import { type Edge, type EdgeCall, type Protocol, REQUEST_ID_HEADER } from '../../edge/edge.js';
-import { errorMetadata, RETRY_INFO_TYPE, retryDelayMs, retryInfo } from '../../edge/wire-status.js';
+import { errorDetails, errorMetadata } from '../../edge/wire-status.js';
 import type { WireStatus } from '../../errors.js';
+import { ErrorInfoSchema, RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import type { CallContext, ServiceRegistration } from '../../service/context.js';
 import { abortable } from '../abortable.js';
 
@@ -64,8 +65,13 @@ export function createRequestGate(edge: Edge): (context: HandlerContext) => void
         reason instanceof ConnectError &&
         reason.code !== Code.Canceled &&
         reason.code !== Code.DeadlineExceeded;
-      if (!admission.started && protocolError) call.end(call.status(reason));
-      else call.clientGone();
+      if (!admission.started && protocolError) {
+        const status = call.status(reason);
+        call.end(status);
+        // connect-es aborts with the very error it is about to send (an undecodable or oversized
+        // request, a malformed timeout): it goes out with our details too.
+        if (reason.findDetails(ErrorInfoSchema).length === 0) reason.details.push(...wireDetails(status));
+      } else call.clientGone();
     };
     if (context.signal.aborted) onEnd();
     else context.signal.addEventListener('abort', onEnd, { once: true });
@@ -186,16 +192,31 @@ function fail(call: EdgeCall, error: unknown): ConnectError {
 }
 
 /**
- * A failed call's status as connect-es sends it: the code and message, the reason and retry pushback
- * as metadata (gRPC-Web trailers; Connect error headers or end-of-stream metadata), and the retry
- * delay as a google.rpc.RetryInfo detail, which gRPC-Web puts in grpc-status-details-bin.
+ * A failed call's status as connect-es sends it: the code and message; a google.rpc.ErrorInfo and,
+ * when a retry makes sense, a google.rpc.RetryInfo as details (gRPC-Web puts them in
+ * grpc-status-details-bin, Connect in the error's JSON); the retry pushback as metadata (gRPC-Web
+ * trailers; Connect error headers or end-of-stream metadata).
  */
 export function wireError(status: WireStatus): ConnectError {
   // The request id is a response header already (the gate sets it), which every protocol keeps.
-  const error = new ConnectError(status.message, status.code, new Headers(errorMetadata(status)));
-  const delay = retryDelayMs(status);
-  if (delay !== undefined) error.details.push({ type: RETRY_INFO_TYPE, value: retryInfo(delay) });
-  return error;
+  return new ConnectError(
+    status.message,
+    status.code,
+    new Headers(errorMetadata(status)),
+    wireDetails(status),
+  );
+}
+
+/** Details a server raises (connect-es does not export the type). */
+type OutgoingDetails = NonNullable<ConstructorParameters<typeof ConnectError>[3]>;
+
+/** A status's ErrorInfo and RetryInfo, as connect-es details it encodes for each protocol. */
+function wireDetails(status: WireStatus): OutgoingDetails {
+  const { errorInfo, retryInfo } = errorDetails(status);
+  return [
+    { desc: ErrorInfoSchema, value: errorInfo },
+    ...(retryInfo === undefined ? [] : [{ desc: RetryInfoSchema, value: retryInfo }]),
+  ];
 }
 
 /** Request headers with text values, lower-case keys (as Headers keeps them). */
