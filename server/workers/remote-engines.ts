@@ -27,7 +27,6 @@ import type {
   VoiceInfo,
 } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
-import type { Logger } from '../observability/logger.js';
 import type {
   EngineJobs,
   EngineReport,
@@ -35,7 +34,7 @@ import type {
   RecognitionCostReport,
   SynthesizeJobResult,
 } from './messages.js';
-import { createWorkerPool, type FinishedJob, type PoolMetrics, type WorkerPool } from './pool.js';
+import type { FinishedJob, WorkerPool } from './pool.js';
 
 export const JobPriority = { vad: 0, final: 1, synthesis: 2, interim: 3 } as const;
 
@@ -271,95 +270,5 @@ export function engineWorkerData(
         },
       },
     },
-  };
-}
-
-export interface StartedEngines {
-  readonly engines: RemoteEngines;
-  readonly pools: { readonly vad: EnginePool; readonly inference: EnginePool };
-  /**
-   * Replaces the inference workers by ones that load their engines anew (models installed since
-   * start-up), serving meanwhile; resolves with the engines over the new workers.
-   */
-  reloadInference(): Promise<RemoteEngines>;
-  close(): Promise<void>;
-}
-
-/** Builds and starts both pools from the config and wraps them as engines. */
-export async function startRemoteEngines(
-  config: Config,
-  deps: {
-    readonly metrics?: PoolMetrics;
-    readonly logger?: Logger;
-    readonly testHooks?: boolean;
-    /** Told of every job the inference workers answer, with its measured compute time. */
-    readonly onJobDone?: (job: FinishedJob) => void;
-  },
-): Promise<StartedEngines> {
-  const data = engineWorkerData(config, deps.testHooks);
-  const common = {
-    queueSize: config.performance.request_queue_size,
-    ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),
-    ...(deps.logger === undefined ? {} : { logger: deps.logger }),
-  };
-  const pools = {
-    vad: createWorkerPool<EngineJobs, EngineReport>({
-      ...common,
-      // A stream has at most one VAD batch in flight, so the queue only needs room for every stream.
-      queueSize: config.performance.max_concurrent_requests,
-      queueSizeKey: 'performance.max_concurrent_requests',
-      name: 'vad',
-      size: 1,
-      workerData: data.vad,
-    }),
-    inference: createWorkerPool<EngineJobs, EngineReport>({
-      ...common,
-      name: 'inference',
-      size: config.performance.workers,
-      workerData: data.inference,
-      ...(deps.onJobDone === undefined ? {} : { onJobDone: deps.onJobDone }),
-    }),
-  };
-  const close = async () => {
-    await Promise.all([pools.vad.close(), pools.inference.close()]);
-  };
-  // Each pool stands on its own: a VAD worker that cannot start must not take synthesis down.
-  const [vadStart, inferenceStart] = await Promise.allSettled([pools.vad.start(), pools.inference.start()]);
-  if (vadStart.status === 'rejected' && inferenceStart.status === 'rejected') {
-    await close();
-    throw vadStart.reason;
-  }
-  const reportOf = (result: PromiseSettledResult<EngineReport>): EngineReport =>
-    result.status === 'fulfilled' ? result.value : {};
-  const engines = createRemoteEngines({
-    vad: { pool: pools.vad, report: reportOf(vadStart) },
-    inference: { pool: pools.inference, report: reportOf(inferenceStart) },
-  });
-  const failure = (result: PromiseSettledResult<EngineReport>, pool: string) =>
-    result.status === 'rejected'
-      ? `the ${pool} workers failed to start: ${result.reason instanceof Error ? result.reason.message : String(result.reason)}`
-      : undefined;
-  const vadFailure = failure(vadStart, 'VAD');
-  const inferenceFailure = failure(inferenceStart, 'inference');
-  const vadUnavailable = vadFailure ? { vad: vadFailure } : {};
-  return {
-    engines: {
-      ...engines,
-      unavailable: {
-        ...engines.unavailable,
-        ...vadUnavailable,
-        ...(inferenceFailure ? { recognizer: inferenceFailure, synthesizer: inferenceFailure } : {}),
-      },
-    },
-    pools,
-    async reloadInference() {
-      const report = await pools.inference.reload();
-      const reloaded = createRemoteEngines({
-        vad: { pool: pools.vad, report: reportOf(vadStart) },
-        inference: { pool: pools.inference, report },
-      });
-      return { ...reloaded, unavailable: { ...reloaded.unavailable, ...vadUnavailable } };
-    },
-    close,
   };
 }
