@@ -203,6 +203,8 @@ export function createVoiceServer(
     }
   }
 
+  /** The reason last logged for each engine that is not available. */
+  const unavailableFor = new Map<string, string>();
   /** The workers' synthesizer behind the cache in the slot: the cache is kept while it is the same. */
   let cachedFor: { synthesizer: unknown; cached: SpeechSynthesizer } | undefined;
 
@@ -212,10 +214,15 @@ export function createVoiceServer(
     const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
       if (engine !== undefined) {
         if (slot.current() !== engine) slot.set(engine);
-      } else {
-        slot.markUnavailable(why ?? 'it did not load');
-        logger.warn({ engine: slot.name, reason: why }, 'engine not available');
+        unavailableFor.delete(slot.name);
+        return;
       }
+      const reason = why ?? 'it did not load';
+      slot.markUnavailable(reason);
+      // Said once per reason: the retries of a pool log their own line per attempt.
+      if (unavailableFor.get(slot.name) === reason) return;
+      unavailableFor.set(slot.name, reason);
+      logger.warn({ engine: slot.name, reason }, 'engine not available');
     };
     fill(engines.vad, vad, unavailable.vad);
     fill(engines.recognizer, recognizer, unavailable.recognizer);

@@ -117,12 +117,13 @@ export function createWorkerSlots<Report>(options: WorkerSlotsOptions<Report>): 
   }
 
   function publish(): void {
-    const current = status();
-    metrics?.readyWorkers?.set({ pool: name }, current.ready);
-    metrics?.nextLoadAttempt?.set(
-      { pool: name },
-      current.nextAttemptAt === undefined ? 0 : current.nextAttemptAt / 1000,
-    );
+    metrics?.readyWorkers?.set({ pool: name }, status().ready);
+  }
+
+  /** Only when a replacement is scheduled or starts: the supervisor's reloads set the gauge too. */
+  function publishNextAttempt(): void {
+    const next = status().nextAttemptAt;
+    metrics?.nextLoadAttempt?.set({ pool: name }, next === undefined ? 0 : next / 1000);
   }
 
   function spawn(): void {
@@ -230,9 +231,10 @@ export function createWorkerSlots<Report>(options: WorkerSlotsOptions<Report>): 
       restarts += 1;
       spawn();
       publish();
+      publishNextAttempt();
     }, delay);
     timers.set(timer, Date.now() + delay);
-    publish();
+    publishNextAttempt();
     if (loading) logLoadFailure(slot, cause, delay);
   }
 
