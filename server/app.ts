@@ -30,7 +30,7 @@ import { createHealthReporter, type HealthReporter } from './transport/health-re
 import { readTlsMaterial } from './transport/tls.js';
 import { createWebTransport, type WebTransport } from './transport/web/server.js';
 import { type StartedEngines, startRemoteEngines } from './workers/engine-supervisor.js';
-import { observeInference, type RemoteEngines } from './workers/remote-engines.js';
+import { observeInference, type RemoteEngines, type WorkerTestHooks } from './workers/remote-engines.js';
 
 export interface VoiceEngines {
   readonly vad: EngineSlot<VoiceActivityDetector>;
@@ -74,10 +74,10 @@ export interface VoiceServer {
 
 export interface VoiceServerOptions {
   /**
-   * Enables the model workers' test-only job kinds (e.g. crashing on purpose). Tests only: neither
-   * the config nor the environment can turn it on.
+   * Enables the model workers' test-only job kinds (e.g. crashing on purpose), and with an object
+   * its load hooks too. Tests only: neither the config nor the environment can turn it on.
    */
-  readonly workerTestHooks?: boolean;
+  readonly workerTestHooks?: boolean | WorkerTestHooks;
 }
 
 /** Builds the whole service from its config: engines' slots, services, transport, health, metrics. */
@@ -295,7 +295,7 @@ export function createVoiceServer(
       starting = startRemoteEngines(config, {
         metrics,
         logger,
-        testHooks: options.workerTestHooks === true,
+        testHooks: options.workerTestHooks ?? false,
         onJobDone: observeInference(capacity),
         loadRetry: {
           initialMs: config.models.load_retry.initial_delay_ms,

@@ -7,6 +7,7 @@ import { AudioEncoding, ServingStatus } from '../clients/node/index.js';
 import { Synthesis } from '../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from '../server/gen/cortex/voice/v1/transcription_pb.js';
 import { type GeneratedWhisperModel, generateWhisperModel } from './fixtures/whisper-model.js';
+import { modelSections, testModels } from './helpers/models.js';
 import { concat, silence, speak, toLinear16 } from './helpers/speech.js';
 import { startTestServer, type TestServer } from './helpers/test-server.js';
 
@@ -93,6 +94,60 @@ describe('a model pool that fails to load recovers without a restart', () => {
       assert.match(up, /^voice_workers_ready\{pool="inference"\} 1$/m);
       assert.match(up, /^voice_engine_next_load_attempt_timestamp_seconds\{pool="inference"\} 0$/m);
       assert.ok(t.logs.records().some((r) => r.msg === 'model pool loaded' && r.pool === 'inference'));
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('a VAD pool whose workers die while loading gives up its start, keeps retrying, and Transcription turns SERVING', {
+    timeout: 120_000,
+  }, async () => {
+    const models = await testModels();
+    const base = modelSections(models);
+    const counter = join(cacheDir, 'vad-loads');
+    const transitions: { status: string; vadFailures: number }[] = [];
+    let failures = () => 0;
+    const t = await startTestServer(
+      {
+        ...base,
+        models: { ...(base.models as object), load_retry: { initial_delay_ms: 100, max_delay_ms: 400 } },
+        performance: { workers: 1 },
+      },
+      (server) => {
+        server.health.onChange((service, status) => {
+          if (service === Transcription.typeName) transitions.push({ status, vadFailures: failures() });
+        });
+        return server.loadEngines();
+      },
+      { workerTestHooks: { failLoads: { pool: 'vad', counter, times: 5 } } },
+    );
+    const isVadFailure = (r: Record<string, unknown>) =>
+      r.msg === 'model worker failed to load; retrying' && r.pool === 'vad';
+    failures = () => t.logs.records().filter(isVadFailure).length;
+    try {
+      const gaveUp = await t.logs.waitFor(
+        (r) => r.msg === 'engine not available' && r.engine === 'voice activity detection',
+      );
+      assert.match(String(gaveUp.reason), /^the VAD workers failed to start: .*load 3 of 5 fails/);
+      await t.logs.waitFor((r) => isVadFailure(r) && r.attempt === 5);
+      await serving(t, Transcription.typeName);
+      assert.equal(t.server.health.status(Synthesis.typeName), 'SERVING');
+      const firstServing = transitions.find((change) => change.status === 'SERVING');
+      assert.equal(
+        firstServing?.vadFailures,
+        5,
+        `SERVING only once the VAD pool loaded: ${JSON.stringify(transitions)}`,
+      );
+      const file = await t.client.transcription.transcribeFile({
+        config: { audioFormat: { encoding: AudioEncoding.LINEAR16, sampleRateHz: 16_000, channels: 1 } },
+        audio: toLinear16(concat(silence(0.3), speak('Hello there.'), silence(1))),
+      });
+      assert.equal(file.results.length, 1);
+      assert.equal(file.results[0]?.text, models.whisper.text);
+      const metrics = await scrape(t);
+      assert.match(metrics, /^voice_engine_load_failures_total\{pool="vad"\} 5$/m);
+      assert.match(metrics, /^voice_workers_ready\{pool="vad"\} 1$/m);
+      assert.match(metrics, /^voice_engine_ready\{engine="vad"\} 1$/m);
     } finally {
       await t.stop();
     }

@@ -21,6 +21,7 @@ import {
   type EnginePool,
   engineWorkerData,
   type RemoteEngines,
+  type WorkerTestHooks,
 } from './remote-engines.js';
 
 export interface StartedEngines {
@@ -43,7 +44,7 @@ export interface StartedEngines {
 export interface SupervisorDeps {
   readonly metrics?: PoolMetrics & Partial<Pick<Metrics, 'loadFailures' | 'nextLoadAttempt'>>;
   readonly logger?: Logger;
-  readonly testHooks?: boolean;
+  readonly testHooks?: boolean | WorkerTestHooks;
   /** Told of every job the inference workers answer, with its measured compute time. */
   readonly onJobDone?: (job: FinishedJob) => void;
   /** Delays between attempts (models.load_retry). */

@@ -236,17 +236,33 @@ function languageOfModel(id: string): string {
 
 const SILERO_VERSIONS = { silero_v4: 'v4', silero_v5: 'v5', silero_v6: 'v6' } as const;
 
+/** Test-only hooks of the engine workers; set by code (VoiceServerOptions), never by config. */
+export interface WorkerTestHooks {
+  /** The first `times` workers of `pool` to start die while loading (EngineWorkerData.failLoads). */
+  readonly failLoads?: {
+    readonly pool: 'vad' | 'inference';
+    readonly counter: string;
+    readonly times: number;
+  };
+}
+
 /** The workerData of each pool, from the service's config. */
 export function engineWorkerData(
   config: Config,
-  testHooks = false,
+  testHooks: boolean | WorkerTestHooks = false,
 ): { vad: EngineWorkerData; inference: EngineWorkerData } {
   const { models, performance } = config;
   const threads = performance.inference_threads;
+  const hooks = (pool: 'vad' | 'inference'): Partial<EngineWorkerData> => {
+    if (testHooks === false) return {};
+    const failLoads = testHooks === true ? undefined : testHooks.failLoads;
+    if (failLoads?.pool !== pool) return pool === 'inference' ? { testHooks: true } : {};
+    return { testHooks: true, failLoads: { counter: failLoads.counter, times: failLoads.times } };
+  };
   return {
-    vad: { vad: { version: SILERO_VERSIONS[models.vad.model], threads: 1 } },
+    vad: { ...hooks('vad'), vad: { version: SILERO_VERSIONS[models.vad.model], threads: 1 } },
     inference: {
-      ...(testHooks ? { testHooks: true } : {}),
+      ...hooks('inference'),
       asr: {
         cacheDir: models.cache_dir,
         // Missing models are fetched by the main thread at start-up (with progress in the log),
