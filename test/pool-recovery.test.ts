@@ -190,6 +190,26 @@ describe('a worker pool that fails to load recovers by itself', () => {
     }
   });
 
+  test('close() during a reload whose workers fail to load rejects the reload with DRAINING', async () => {
+    const pool = hookPool({ loadRetry: { initialMs: 60_000, maxMs: 60_000 } });
+    await pool.start();
+    const failing = statusWhere(pool, (s) => s.loadFailures === 1);
+    const reload = pool.reload({
+      testHooks: true,
+      failLoads: { counter: join(dir, 'reload'), times: 1000 },
+    } satisfies EngineWorkerData);
+    const outcome = reload.then(
+      () => 'reloaded',
+      (error: unknown) => (error instanceof VoiceError ? error.reason : String(error)),
+    );
+    await failing;
+    assert.equal(pool.stats().ready, 1, 'the old worker serves meanwhile');
+    assert.equal((await pool.run('echo', { tag: 'old' }, { priority: 0, signal: never })).tag, 'old');
+    await pool.close();
+    assert.equal(await outcome, Reason.Draining);
+    assert.equal(pool.stats().workers, 0);
+  });
+
   test('close() during the backoff ends at once: whenReady rejects, no worker or timer is left', async () => {
     const file = join(dir, 'close-during-backoff.mjs');
     const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);

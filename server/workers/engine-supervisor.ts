@@ -71,8 +71,6 @@ interface Supervised {
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 const isDown = (status: LoadStatus) => status.ready === 0 && status.loadFailures > 0;
-const inSeconds = (at: number | undefined) =>
-  at === undefined ? '' : `; next attempt in ${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s`;
 
 /** Builds and starts both pools from the config, wraps them as engines and keeps them recovering. */
 export async function startRemoteEngines(config: Config, deps: SupervisorDeps): Promise<StartedEngines> {
@@ -153,9 +151,9 @@ export async function startRemoteEngines(config: Config, deps: SupervisorDeps): 
       const status = one.pool.status();
       let why: string | undefined;
       if (one.report === undefined) {
-        why = `the ${one.label} workers failed to start: ${one.startFailure ?? status.reason ?? 'they are loading'}${inSeconds(status.nextAttemptAt)}`;
+        why = `the ${one.label} workers failed to start: ${one.startFailure ?? status.reason ?? 'they are loading'}; retrying`;
       } else if (isDown(status)) {
-        why = `the ${one.label} workers keep failing while loading: ${status.reason}${inSeconds(status.nextAttemptAt)}`;
+        why = `the ${one.label} workers keep failing while loading: ${status.reason}; retrying`;
       }
       if (why === undefined) continue;
       if (one === vad) {

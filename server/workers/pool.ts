@@ -190,6 +190,7 @@ export function createWorkerPool<Jobs extends JobMap, Report>(
     closed = true;
     dispatch.failQueued(poolShutDown(name));
     const exited = slots.close((job) => dispatch.fail(job, poolShutDown(name)));
+    slots.generations.cancel(poolShutDown(name));
     startup?.reject(poolShutDown(name));
     startup = undefined;
     for (const waiter of waiters) waiter.reject(poolShutDown(name));
