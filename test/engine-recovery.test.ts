@@ -152,4 +152,70 @@ describe('a model pool that fails to load recovers without a restart', () => {
       await t.stop();
     }
   });
+
+  it('an inference worker that dies at work and whose replacements fail to load takes Synthesis down until one loads', {
+    timeout: 120_000,
+  }, async () => {
+    const counter = join(cacheDir, 'inference-loads');
+    // The first worker is the third load: it loads. Its replacements fail the first two.
+    await writeFile(counter, '2');
+    const t = await startTestServer(
+      {
+        models: {
+          cache_dir: cacheDir,
+          stt: { model: model.modelId, english_model: '', dtype: 'fp32' },
+          load_retry: { initial_delay_ms: 200, max_delay_ms: 400 },
+        },
+        performance: { workers: 1 },
+      },
+      (server) => server.loadEngines(),
+      { workerTestHooks: { failLoads: { pool: 'inference', counter, times: 2 } } },
+    );
+    const controller = new AbortController();
+    try {
+      await serving(t, Synthesis.typeName);
+      const seen: ServingStatus[] = [];
+      const watched = (async () => {
+        for await (const r of t.client.health.watch(
+          { service: Synthesis.typeName },
+          { signal: controller.signal },
+        )) {
+          seen.push(r.status);
+          if (r.status === ServingStatus.SERVING && seen.includes(ServingStatus.NOT_SERVING)) return;
+        }
+      })();
+      await writeFile(counter, '0');
+      const pools = t.server.workerPools;
+      assert.ok(pools);
+      const crash = pools.inference.run as unknown as (
+        kind: string,
+        payload: unknown,
+        options: object,
+      ) => Promise<unknown>;
+      await assert.rejects(
+        crash('crash', { mode: 'exit' }, { priority: 0, signal: new AbortController().signal }),
+      );
+      const down = await t.logs.waitFor(
+        (r) => r.msg === 'engine not available' && r.engine === 'speech synthesis',
+      );
+      assert.match(
+        String(down.reason),
+        /^the inference workers keep failing while loading: .*load 1 of 2 fails/,
+      );
+      await watched;
+      assert.deepEqual(seen, [ServingStatus.SERVING, ServingStatus.NOT_SERVING, ServingStatus.SERVING]);
+      let bytes = 0;
+      for await (const chunk of t.client.synthesis.synthesizeText({ text: 'Back again.' })) {
+        bytes += chunk.audio.length;
+      }
+      assert.ok(bytes > 1000, `${bytes} bytes of speech`);
+      const metrics = await scrape(t);
+      assert.match(metrics, /^voice_engine_load_failures_total\{pool="inference"\} 2$/m);
+      assert.match(metrics, /^voice_workers_ready\{pool="inference"\} 1$/m);
+      assert.equal(pools.inference.stats().restarts, 3);
+    } finally {
+      controller.abort();
+      await t.stop();
+    }
+  });
 });
