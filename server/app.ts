@@ -29,8 +29,9 @@ import { createGrpcTransport } from './transport/grpc/server.js';
 import { createHealthReporter, type HealthReporter } from './transport/health-reporter.js';
 import { readTlsMaterial } from './transport/tls.js';
 import { createWebTransport, type WebTransport } from './transport/web/server.js';
+import type { WorkerTestHooks } from './workers/engine-pools.js';
 import { type StartedEngines, startRemoteEngines } from './workers/engine-supervisor.js';
-import { observeInference, type RemoteEngines, type WorkerTestHooks } from './workers/remote-engines.js';
+import { observeInference, type RemoteEngines } from './workers/remote-engines.js';
 
 export interface VoiceEngines {
   readonly vad: EngineSlot<VoiceActivityDetector>;

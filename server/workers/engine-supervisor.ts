@@ -14,15 +14,10 @@ import type { Config } from '../config.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type BackoffSchedule, backoffDelay, DEFAULT_LOAD_RETRY } from './backoff.js';
-import type { EngineJobs, EngineReport } from './messages.js';
-import { createWorkerPool, type FinishedJob, type LoadStatus, type PoolMetrics } from './pool.js';
-import {
-  createRemoteEngines,
-  type EnginePool,
-  engineWorkerData,
-  type RemoteEngines,
-  type WorkerTestHooks,
-} from './remote-engines.js';
+import { createEnginePools, type WorkerTestHooks } from './engine-pools.js';
+import type { EngineReport } from './messages.js';
+import type { FinishedJob, LoadStatus, PoolMetrics } from './pool.js';
+import { createRemoteEngines, type EnginePool, type RemoteEngines } from './remote-engines.js';
 
 export interface StartedEngines {
   /** The engines over the pools as they are now. */
@@ -76,31 +71,7 @@ const isDown = (status: LoadStatus) => status.ready === 0 && status.loadFailures
 export async function startRemoteEngines(config: Config, deps: SupervisorDeps): Promise<StartedEngines> {
   const { logger, metrics } = deps;
   const schedule = deps.loadRetry ?? DEFAULT_LOAD_RETRY;
-  const data = engineWorkerData(config, deps.testHooks);
-  const common = {
-    queueSize: config.performance.request_queue_size,
-    loadRetry: schedule,
-    ...(metrics === undefined ? {} : { metrics }),
-    ...(logger === undefined ? {} : { logger }),
-  };
-  const pools = {
-    vad: createWorkerPool<EngineJobs, EngineReport>({
-      ...common,
-      // A stream has at most one VAD batch in flight, so the queue only needs room for every stream.
-      queueSize: config.performance.max_concurrent_requests,
-      queueSizeKey: 'performance.max_concurrent_requests',
-      name: 'vad',
-      size: 1,
-      workerData: data.vad,
-    }),
-    inference: createWorkerPool<EngineJobs, EngineReport>({
-      ...common,
-      name: 'inference',
-      size: config.performance.workers,
-      workerData: data.inference,
-      ...(deps.onJobDone === undefined ? {} : { onJobDone: deps.onJobDone }),
-    }),
-  };
+  const pools = createEnginePools(config, { ...deps, loadRetry: schedule });
   const supervised = (
     name: Supervised['name'],
     label: string,

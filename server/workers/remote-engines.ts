@@ -14,7 +14,6 @@
  * recognition 3 — finals are always scheduled before interims.
  */
 
-import type { Config } from '../config.js';
 import type {
   EngineCallOptions,
   Recognition,
@@ -27,13 +26,7 @@ import type {
   VoiceInfo,
 } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
-import type {
-  EngineJobs,
-  EngineReport,
-  EngineWorkerData,
-  RecognitionCostReport,
-  SynthesizeJobResult,
-} from './messages.js';
+import type { EngineJobs, EngineReport, RecognitionCostReport, SynthesizeJobResult } from './messages.js';
 import type { FinishedJob, WorkerPool } from './pool.js';
 
 export const JobPriority = { vad: 0, final: 1, synthesis: 2, interim: 3 } as const;
@@ -220,71 +213,6 @@ function createRemoteSynthesizer(
     voices: () => list,
     synthesize(text, { voice, speed, signal }) {
       return pool.run('synthesize', { text, voice, speed }, { priority: JobPriority.synthesis, signal });
-    },
-  };
-}
-
-// --- From the service's config ----------------------------------------------------------------------
-
-/** A VITS model's language from an MMS-style id (`facebook/mms-tts-eng` → `en`); `und` otherwise. */
-function languageOfModel(id: string): string {
-  const code = /mms-tts-([a-z]{3})$/i.exec(id)?.[1]?.toLowerCase();
-  if (code === undefined) return 'und';
-  // ISO 639-3 to the contract's ISO 639-1 where one exists (eng → en, deu → de, cmn → zh).
-  return Intl.getCanonicalLocales(code)[0] ?? code;
-}
-
-const SILERO_VERSIONS = { silero_v4: 'v4', silero_v5: 'v5', silero_v6: 'v6' } as const;
-
-/** Test-only hooks of the engine workers; set by code (VoiceServerOptions), never by config. */
-export interface WorkerTestHooks {
-  /** The first `times` workers of `pool` to start die while loading (EngineWorkerData.failLoads). */
-  readonly failLoads?: {
-    readonly pool: 'vad' | 'inference';
-    readonly counter: string;
-    readonly times: number;
-  };
-}
-
-/** The workerData of each pool, from the service's config. */
-export function engineWorkerData(
-  config: Config,
-  testHooks: boolean | WorkerTestHooks = false,
-): { vad: EngineWorkerData; inference: EngineWorkerData } {
-  const { models, performance } = config;
-  const threads = performance.inference_threads;
-  const hooks = (pool: 'vad' | 'inference'): Partial<EngineWorkerData> => {
-    if (testHooks === false) return {};
-    const failLoads = testHooks === true ? undefined : testHooks.failLoads;
-    if (failLoads?.pool !== pool) return pool === 'inference' ? { testHooks: true } : {};
-    return { testHooks: true, failLoads: { counter: failLoads.counter, times: failLoads.times } };
-  };
-  return {
-    vad: { ...hooks('vad'), vad: { version: SILERO_VERSIONS[models.vad.model], threads: 1 } },
-    inference: {
-      ...hooks('inference'),
-      asr: {
-        cacheDir: models.cache_dir,
-        // Missing models are fetched by the main thread at start-up (with progress in the log),
-        // never by the library inside a worker.
-        allowRemote: false,
-        defaultModel: models.stt.model,
-        englishModel: models.stt.english_model === '' ? undefined : models.stt.english_model,
-        dtype: models.stt.dtype,
-        allowedModels: models.stt.allowed_models,
-        device: models.stt.device,
-        threads,
-      },
-      tts: {
-        espeak: true,
-        defaultVoice: models.tts.voice,
-        neural: {
-          cacheDir: models.cache_dir,
-          allowRemote: false,
-          models: models.tts.neural_models.map((id) => ({ id, language: languageOfModel(id) })),
-          threads,
-        },
-      },
     },
   };
 }
