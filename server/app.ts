@@ -29,12 +29,9 @@ import { createGrpcTransport } from './transport/grpc/server.js';
 import { createHealthReporter, type HealthReporter } from './transport/health-reporter.js';
 import { readTlsMaterial } from './transport/tls.js';
 import { createWebTransport, type WebTransport } from './transport/web/server.js';
-import {
-  observeInference,
-  type RemoteEngines,
-  type StartedEngines,
-  startRemoteEngines,
-} from './workers/remote-engines.js';
+import type { WorkerTestHooks } from './workers/engine-pools.js';
+import { type StartedEngines, startRemoteEngines } from './workers/engine-supervisor.js';
+import { observeInference, type RemoteEngines } from './workers/remote-engines.js';
 
 export interface VoiceEngines {
   readonly vad: EngineSlot<VoiceActivityDetector>;
@@ -78,10 +75,10 @@ export interface VoiceServer {
 
 export interface VoiceServerOptions {
   /**
-   * Enables the model workers' test-only job kinds (e.g. crashing on purpose). Tests only: neither
-   * the config nor the environment can turn it on.
+   * Enables the model workers' test-only job kinds (e.g. crashing on purpose), and with an object
+   * its load hooks too. Tests only: neither the config nor the environment can turn it on.
    */
-  readonly workerTestHooks?: boolean;
+  readonly workerTestHooks?: boolean | WorkerTestHooks;
 }
 
 /** Builds the whole service from its config: engines' slots, services, transport, health, metrics. */
@@ -119,7 +116,11 @@ export function createVoiceServer(
       engines.vad.current() !== undefined && engines.recognizer.current() !== undefined,
     );
     health.setServiceReady(Synthesis.typeName, engines.synthesizer.current() !== undefined);
+    for (const [engine, slot] of Object.entries(engines)) {
+      metrics.engineReady.set({ engine }, slot.current() === undefined ? 0 : 1);
+    }
   };
+  updateHealth();
   for (const slot of [engines.vad, engines.recognizer, engines.synthesizer]) slot.onChange(updateHealth);
 
   // One edge for both ports: the same keys, tokens, limits, call cap, metrics and drain.
@@ -214,26 +215,39 @@ export function createVoiceServer(
     }
   }
 
+  /** The reason last logged for each engine that is not available. */
+  const unavailableFor = new Map<string, string>();
+  /** The workers' synthesizer behind the cache in the slot: the cache is kept while it is the same. */
+  let cachedFor: { synthesizer: unknown; cached: SpeechSynthesizer } | undefined;
+
+  /** Called at start-up and on every change of the workers' engines (a pool recovered or went down). */
   function fillSlots({ vad, recognizer, synthesizer, unavailable, recognitionCosts }: RemoteEngines): void {
     calibrate(recognitionCosts);
     const fill = <T>(slot: EngineSlot<T>, engine: T | undefined, why: string | undefined) => {
-      if (engine !== undefined) slot.set(engine);
-      else {
-        slot.markUnavailable(why ?? 'it did not load');
-        logger.warn({ engine: slot.name, reason: why }, 'engine not available');
+      if (engine !== undefined) {
+        if (slot.current() !== engine) slot.set(engine);
+        unavailableFor.delete(slot.name);
+        return;
       }
+      const reason = why ?? 'it did not load';
+      slot.markUnavailable(reason);
+      // Said once per reason: the retries of a pool log their own line per attempt.
+      if (unavailableFor.get(slot.name) === reason) return;
+      unavailableFor.set(slot.name, reason);
+      logger.warn({ engine: slot.name, reason }, 'engine not available');
     };
     fill(engines.vad, vad, unavailable.vad);
     fill(engines.recognizer, recognizer, unavailable.recognizer);
-    fill(
-      engines.synthesizer,
-      synthesizer &&
-        createCachedSynthesizer(synthesizer, {
+    if (synthesizer !== undefined && cachedFor?.synthesizer !== synthesizer) {
+      cachedFor = {
+        synthesizer,
+        cached: createCachedSynthesizer(synthesizer, {
           maxBytes: config.performance.tts_cache_mb * 1024 * 1024,
           onLookup: (result) => metrics.ttsCache.inc({ result }),
         }),
-      unavailable.synthesizer,
-    );
+      };
+    }
+    fill(engines.synthesizer, synthesizer && cachedFor?.cached, unavailable.synthesizer);
   }
 
   /** Downloads what is missing, then reloads the inference workers so that they serve it. */
@@ -248,7 +262,8 @@ export function createVoiceServer(
         signal: downloads.signal,
       });
       if (stopping) return;
-      fillSlots(await started.reloadInference());
+      // The slots are filled by the onChange listener.
+      await started.reloadInference();
       logger.info({ health: health.status('') }, 'downloaded models loaded');
     } catch (error) {
       if (stopping) return;
@@ -292,8 +307,12 @@ export function createVoiceServer(
       starting = startRemoteEngines(config, {
         metrics,
         logger,
-        testHooks: options.workerTestHooks === true,
+        testHooks: options.workerTestHooks ?? false,
         onJobDone: observeInference(capacity),
+        loadRetry: {
+          initialMs: config.models.load_retry.initial_delay_ms,
+          maxMs: config.models.load_retry.max_delay_ms,
+        },
       });
       const started = await starting;
       if (stopping) {
@@ -303,6 +322,7 @@ export function createVoiceServer(
       }
       workers = started;
       fillSlots(started.engines);
+      started.onChange(fillSlots);
       const missing = modelStatus(configuredModels(config)).filter((model) => model.missing.length > 0);
       if (missing.length === 0 || !config.models.allow_downloads) {
         installed?.resolve();
@@ -312,7 +332,10 @@ export function createVoiceServer(
       if (engines.recognizer.current() === undefined) {
         engines.recognizer.markUnavailable(`downloading ${names} from ${config.models.hub_url}`);
       }
-      installMissing(started, missing).then(
+      const installing = installMissing(started, missing);
+      // Retrying the inference workers' load meanwhile would only race the download.
+      started.holdInferenceRetries(installing);
+      installing.then(
         () => installed?.resolve(),
         (error: unknown) => installed?.reject(error),
       );

@@ -179,6 +179,22 @@ const modelsSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * A model pool that fails to load (a worker dies while loading, or a service's model is missing
+     * or corrupt) tries again after `initial_delay_ms`, doubling per failure up to `max_delay_ms`
+     * (±25 % jitter), for as long as the server runs; its service turns SERVING once a load succeeds.
+     */
+    load_retry: z
+      .object({
+        initial_delay_ms: intIn(10, 3_600_000).default(1000),
+        max_delay_ms: intIn(10, 3_600_000).default(60_000),
+      })
+      .strict()
+      .refine((retry) => retry.max_delay_ms >= retry.initial_delay_ms, {
+        error: 'an integer no less than models.load_retry.initial_delay_ms',
+        path: ['max_delay_ms'],
+      })
+      .prefault({}),
     tts: z
       .object({
         /** Voice id used when a request names none. */

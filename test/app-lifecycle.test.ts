@@ -138,4 +138,38 @@ describe('voice server lifecycle', () => {
     const { result } = await runScenario(join(dir, 'load-after-stop.mjs'), script);
     assert.deepEqual(result, { stopped: true, outcome: 'rejected DRAINING', pools: false });
   });
+
+  test('stop() while a pool waits to retry its load ends at once, leaving no worker or timer', async () => {
+    const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+    const script = `
+      const { createVoiceServer } = await import(${url('../server/app.js')});
+      const { createLogger } = await import(${url('../server/observability/logger.js')});
+      const { testConfig } = await import(${url('./helpers/test-server.js')});
+      const { captureLogs } = await import(${url('./helpers/log-capture.js')});
+      const config = testConfig({
+        models: { cache_dir: ${JSON.stringify(models)}, load_retry: { initial_delay_ms: 60000, max_delay_ms: 60000 } },
+        performance: { workers: 1 },
+      });
+      const logs = captureLogs();
+      const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+      process.on('unhandledRejection', (error) => console.log(JSON.stringify({ unhandled: String(error) })));
+      await server.loadEngines();
+      const retry = await logs.waitFor((r) => r.msg === 'model pool did not load every engine; retrying');
+      await server.stop(0);
+      console.log(JSON.stringify({
+        stopped: true,
+        retry: { pool: retry.pool, attempt: retry.attempt, waits: retry.nextAttemptMs >= 45000 },
+        engines: [server.engines.vad, server.engines.recognizer, server.engines.synthesizer]
+          .map((slot) => slot.current() !== undefined),
+      }));
+    `;
+    const { run, result } = await runScenario(join(dir, 'stop-during-retry.mjs'), script);
+    assert.deepEqual(result, {
+      stopped: true,
+      retry: { pool: 'inference', attempt: 1, waits: true },
+      engines: [true, false, true],
+    });
+    assert.ok(!run.stdout.includes('unhandled'), run.stdout);
+    assert.ok((run.exitAfterStopMs ?? Infinity) < 2000, `exited ${run.exitAfterStopMs} ms after stop`);
+  });
 });

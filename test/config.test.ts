@@ -209,6 +209,22 @@ describe('config', () => {
     );
   });
 
+  it('reads the retry schedule of model pools that fail to load, the longest delay no shorter than the first', () => {
+    assert.deepEqual(load(undefined).models.load_retry, { initial_delay_ms: 1000, max_delay_ms: 60_000 });
+    assert.deepEqual(
+      load({ models: { load_retry: { initial_delay_ms: 500, max_delay_ms: 500 } } }).models.load_retry,
+      { initial_delay_ms: 500, max_delay_ms: 500 },
+    );
+    assert.match(
+      failure({ models: { load_retry: { initial_delay_ms: 5000, max_delay_ms: 1000 } } }),
+      /^config: models\.load_retry\.max_delay_ms = 1000 \(in .*\) is invalid; expected an integer no less than models\.load_retry\.initial_delay_ms$/,
+    );
+    assert.match(
+      failure({ models: { load_retry: { initial_delay_ms: 0 } } }),
+      /^config: models\.load_retry\.initial_delay_ms = 0 \(in .*\) is invalid; expected an integer from 10 to 3600000$/,
+    );
+  });
+
   it('requires a key when keys are required', () => {
     assert.match(
       failure({ security: { api_key_required: true } }),

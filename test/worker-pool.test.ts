@@ -61,6 +61,7 @@ function hookPool(overrides: Partial<WorkerPoolOptions> = {}): HookPool {
     workerData: { testHooks: true } satisfies EngineWorkerData,
     queueSize: 10,
     restartDelayMs: 20,
+    loadRetry: { initialMs: 20, maxMs: 200 },
     ...overrides,
   });
 }
@@ -746,7 +747,7 @@ parentPort.on('message', async (message) => {
     assert.equal(pool.stats().workers, 0);
   });
 
-  test('start rejects clearly when a worker cannot load', async () => {
+  test('start rejects clearly when a worker cannot load; the pool keeps retrying and refuses jobs at once meanwhile', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'worker-pool-bad-'));
     const script = join(dir, 'bad-worker.mjs');
     await writeFile(script, "throw new Error('model file broken.onnx is corrupt');\n");
@@ -756,11 +757,20 @@ parentPort.on('message', async (message) => {
         pool.start(),
         isVoiceError(Reason.EngineUnavailable, Code.Unavailable, 'broken.onnx is corrupt'),
       );
-      assert.equal(pool.stats().workers, 0);
+      const status = pool.status();
+      assert.equal(status.ready, 0);
+      assert.ok(status.loadFailures >= 3, JSON.stringify(status));
+      assert.match(status.reason ?? '', /broken\.onnx is corrupt/);
+      await assert.rejects(pool.run('echo', {}, { priority: 0, signal: never }), (error: unknown) => {
+        isVoiceError(Reason.EngineUnavailable, Code.Unavailable, 'keep failing while loading')(error);
+        assert.ok(((error as VoiceError).retryAfterMs ?? 0) > 0, 'names when to retry');
+        return true;
+      });
     } finally {
       await pool.close();
       await rm(dir, { recursive: true, force: true });
     }
+    assert.equal(pool.stats().workers, 0);
   });
 
   test('close rejects pending jobs with UNAVAILABLE and refuses new ones', async () => {

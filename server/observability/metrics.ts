@@ -161,6 +161,30 @@ export function createMetrics() {
       help: 'Model workers running a job.',
       registers: [registry],
     }),
+    readyWorkers: new Gauge({
+      name: 'voice_workers_ready',
+      help: 'Model workers that have loaded their engines and take jobs, by pool.',
+      labelNames: ['pool'],
+      registers: [registry],
+    }),
+    loadFailures: new Counter({
+      name: 'voice_engine_load_failures_total',
+      help: 'Failed loads of a model pool, by pool: a worker that died while loading, or workers that loaded without the engine of a service.',
+      labelNames: ['pool'],
+      registers: [registry],
+    }),
+    nextLoadAttempt: new Gauge({
+      name: 'voice_engine_next_load_attempt_timestamp_seconds',
+      help: 'When a model pool that failed to load tries again (unix time in seconds), by pool; 0 when no attempt is scheduled.',
+      labelNames: ['pool'],
+      registers: [registry],
+    }),
+    engineReady: new Gauge({
+      name: 'voice_engine_ready',
+      help: 'Whether an engine is loaded and serving (1) or not (0): vad, recognizer, synthesizer.',
+      labelNames: ['engine'],
+      registers: [registry],
+    }),
     audioSeconds: new Counter({
       name: 'voice_audio_seconds_total',
       help: 'Seconds of audio received for transcription or produced by synthesis.',

@@ -1,6 +1,7 @@
 /**
  * A health name for liveness probes: SERVING from the moment the server listens until it exits,
- * whatever the models do (restarting a process does not bring a missing model back).
+ * whatever the models do: restarting a process does not bring a missing model back, and a model pool
+ * that fails to load retries by itself for as long as the server runs (workers/engine-supervisor.ts).
  */
 export const LIVENESS = 'liveness';
 

@@ -2,7 +2,7 @@
  * Entry of a model worker thread. Loads the engines its workerData names (once), reports `ready`,
  * then serves jobs one at a time; a `cancel` aborts the job's signal, which the engines check.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Reason, VoiceError } from '../errors.js';
@@ -20,6 +20,14 @@ if (
 ) {
   writeFileSync(data.crashOnceWhileLoading, 'crashed once while loading\n');
   process.exit(4);
+}
+if (data.testHooks === true && data.failLoads !== undefined) {
+  const { counter, times } = data.failLoads;
+  const failed = existsSync(counter) ? Number(readFileSync(counter, 'utf8')) : 0;
+  if (failed < times) {
+    writeFileSync(counter, String(failed + 1));
+    throw new Error(`test hook: load ${failed + 1} of ${times} fails`);
+  }
 }
 const loadStarted = performance.now();
 const host = await loadEngines(data);

@@ -42,6 +42,8 @@ export interface Generations<Report> {
   loadFailed(generation: number): boolean;
   /** Abandons the reload under way (if any) with `error`: the previous workers keep serving. */
   abandon(error: unknown): void;
+  /** Rejects the reload under way (if any) with `error` as the pool closes: nothing is retired. */
+  cancel(error: unknown): void;
   /** Whether `generation` is being replaced by a reload under way (its workers are not restarted). */
   replacing(generation: number): boolean;
 }
@@ -113,6 +115,12 @@ export function createGenerations<Report>(options: GenerationsOptions): Generati
       options.retire((g) => g === failed);
       logger?.error({ pool: name, err: error }, 'reload abandoned; the previous model workers keep serving');
       current.reject(error);
+    },
+
+    cancel(error) {
+      const current = reloading;
+      reloading = undefined;
+      current?.reject(error);
     },
 
     replacing: (from) => reloading !== undefined && from !== generation,

@@ -53,6 +53,11 @@ export interface EngineWorkerData {
    * while loading, so the first start of a worker fails and the next succeeds.
    */
   readonly crashOnceWhileLoading?: string;
+  /**
+   * Tests only, with `testHooks`: the first `times` workers to start exit while loading, counted in
+   * the file at `counter` (absent: none yet), so that a pool fails `times` loads and then serves.
+   */
+  readonly failLoads?: { readonly counter: string; readonly times: number };
 }
 
 // --- What a worker reports when ready --------------------------------------------------------------

@@ -72,3 +72,12 @@ export function fromWire(error: WireError): VoiceError {
     ...(error.info === undefined ? {} : { info: error.info }),
   });
 }
+
+/** No worker of the pool is ready and its workers keep dying while they load; it keeps trying. */
+export function loadFailing(pool: string, why: string, nextAttemptMs: number | undefined): VoiceError {
+  return new VoiceError(
+    Reason.EngineUnavailable,
+    `the "${pool}" model workers keep failing while loading their engines (${why}); the pool keeps retrying`,
+    nextAttemptMs === undefined ? {} : { retryAfterMs: Math.max(1, nextAttemptMs) },
+  );
+}

@@ -14,7 +14,6 @@
  * recognition 3 — finals are always scheduled before interims.
  */
 
-import type { Config } from '../config.js';
 import type {
   EngineCallOptions,
   Recognition,
@@ -27,15 +26,8 @@ import type {
   VoiceInfo,
 } from '../engines/types.js';
 import { invalidArgument, Reason, VoiceError } from '../errors.js';
-import type { Logger } from '../observability/logger.js';
-import type {
-  EngineJobs,
-  EngineReport,
-  EngineWorkerData,
-  RecognitionCostReport,
-  SynthesizeJobResult,
-} from './messages.js';
-import { createWorkerPool, type FinishedJob, type PoolMetrics, type WorkerPool } from './pool.js';
+import type { EngineJobs, EngineReport, RecognitionCostReport, SynthesizeJobResult } from './messages.js';
+import type { FinishedJob, WorkerPool } from './pool.js';
 
 export const JobPriority = { vad: 0, final: 1, synthesis: 2, interim: 3 } as const;
 
@@ -222,144 +214,5 @@ function createRemoteSynthesizer(
     synthesize(text, { voice, speed, signal }) {
       return pool.run('synthesize', { text, voice, speed }, { priority: JobPriority.synthesis, signal });
     },
-  };
-}
-
-// --- From the service's config ----------------------------------------------------------------------
-
-/** A VITS model's language from an MMS-style id (`facebook/mms-tts-eng` → `en`); `und` otherwise. */
-function languageOfModel(id: string): string {
-  const code = /mms-tts-([a-z]{3})$/i.exec(id)?.[1]?.toLowerCase();
-  if (code === undefined) return 'und';
-  // ISO 639-3 to the contract's ISO 639-1 where one exists (eng → en, deu → de, cmn → zh).
-  return Intl.getCanonicalLocales(code)[0] ?? code;
-}
-
-const SILERO_VERSIONS = { silero_v4: 'v4', silero_v5: 'v5', silero_v6: 'v6' } as const;
-
-/** The workerData of each pool, from the service's config. */
-export function engineWorkerData(
-  config: Config,
-  testHooks = false,
-): { vad: EngineWorkerData; inference: EngineWorkerData } {
-  const { models, performance } = config;
-  const threads = performance.inference_threads;
-  return {
-    vad: { vad: { version: SILERO_VERSIONS[models.vad.model], threads: 1 } },
-    inference: {
-      ...(testHooks ? { testHooks: true } : {}),
-      asr: {
-        cacheDir: models.cache_dir,
-        // Missing models are fetched by the main thread at start-up (with progress in the log),
-        // never by the library inside a worker.
-        allowRemote: false,
-        defaultModel: models.stt.model,
-        englishModel: models.stt.english_model === '' ? undefined : models.stt.english_model,
-        dtype: models.stt.dtype,
-        allowedModels: models.stt.allowed_models,
-        device: models.stt.device,
-        threads,
-      },
-      tts: {
-        espeak: true,
-        defaultVoice: models.tts.voice,
-        neural: {
-          cacheDir: models.cache_dir,
-          allowRemote: false,
-          models: models.tts.neural_models.map((id) => ({ id, language: languageOfModel(id) })),
-          threads,
-        },
-      },
-    },
-  };
-}
-
-export interface StartedEngines {
-  readonly engines: RemoteEngines;
-  readonly pools: { readonly vad: EnginePool; readonly inference: EnginePool };
-  /**
-   * Replaces the inference workers by ones that load their engines anew (models installed since
-   * start-up), serving meanwhile; resolves with the engines over the new workers.
-   */
-  reloadInference(): Promise<RemoteEngines>;
-  close(): Promise<void>;
-}
-
-/** Builds and starts both pools from the config and wraps them as engines. */
-export async function startRemoteEngines(
-  config: Config,
-  deps: {
-    readonly metrics?: PoolMetrics;
-    readonly logger?: Logger;
-    readonly testHooks?: boolean;
-    /** Told of every job the inference workers answer, with its measured compute time. */
-    readonly onJobDone?: (job: FinishedJob) => void;
-  },
-): Promise<StartedEngines> {
-  const data = engineWorkerData(config, deps.testHooks);
-  const common = {
-    queueSize: config.performance.request_queue_size,
-    ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),
-    ...(deps.logger === undefined ? {} : { logger: deps.logger }),
-  };
-  const pools = {
-    vad: createWorkerPool<EngineJobs, EngineReport>({
-      ...common,
-      // A stream has at most one VAD batch in flight, so the queue only needs room for every stream.
-      queueSize: config.performance.max_concurrent_requests,
-      queueSizeKey: 'performance.max_concurrent_requests',
-      name: 'vad',
-      size: 1,
-      workerData: data.vad,
-    }),
-    inference: createWorkerPool<EngineJobs, EngineReport>({
-      ...common,
-      name: 'inference',
-      size: config.performance.workers,
-      workerData: data.inference,
-      ...(deps.onJobDone === undefined ? {} : { onJobDone: deps.onJobDone }),
-    }),
-  };
-  const close = async () => {
-    await Promise.all([pools.vad.close(), pools.inference.close()]);
-  };
-  // Each pool stands on its own: a VAD worker that cannot start must not take synthesis down.
-  const [vadStart, inferenceStart] = await Promise.allSettled([pools.vad.start(), pools.inference.start()]);
-  if (vadStart.status === 'rejected' && inferenceStart.status === 'rejected') {
-    await close();
-    throw vadStart.reason;
-  }
-  const reportOf = (result: PromiseSettledResult<EngineReport>): EngineReport =>
-    result.status === 'fulfilled' ? result.value : {};
-  const engines = createRemoteEngines({
-    vad: { pool: pools.vad, report: reportOf(vadStart) },
-    inference: { pool: pools.inference, report: reportOf(inferenceStart) },
-  });
-  const failure = (result: PromiseSettledResult<EngineReport>, pool: string) =>
-    result.status === 'rejected'
-      ? `the ${pool} workers failed to start: ${result.reason instanceof Error ? result.reason.message : String(result.reason)}`
-      : undefined;
-  const vadFailure = failure(vadStart, 'VAD');
-  const inferenceFailure = failure(inferenceStart, 'inference');
-  const vadUnavailable = vadFailure ? { vad: vadFailure } : {};
-  return {
-    engines: {
-      ...engines,
-      unavailable: {
-        ...engines.unavailable,
-        ...vadUnavailable,
-        ...(inferenceFailure ? { recognizer: inferenceFailure, synthesizer: inferenceFailure } : {}),
-      },
-    },
-    pools,
-    async reloadInference() {
-      const report = await pools.inference.reload();
-      const reloaded = createRemoteEngines({
-        vad: { pool: pools.vad, report: reportOf(vadStart) },
-        inference: { pool: pools.inference, report },
-      });
-      return { ...reloaded, unavailable: { ...reloaded.unavailable, ...vadUnavailable } };
-    },
-    close,
   };
 }
