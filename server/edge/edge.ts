@@ -82,10 +82,13 @@ export interface Edge {
   readonly activeCalls: number;
   /**
    * New calls other than health checks are refused with UNAVAILABLE from now on; calls in
-   * progress get `graceMs` to finish and are then cancelled. Resolves once they have all ended
-   * (or a short settling time has passed); the transports then close. Later calls share the first.
+   * progress get `graceMs` to finish. Those still running are then told to finish (their
+   * `finishSignal` aborts: take no more input, deliver what was taken) and get `flushMs`
+   * (service.drain_flush_seconds by default) before they are cancelled. Resolves once they have
+   * all ended (or a short settling time has passed); the transports then close. Later calls share
+   * the first.
    */
-  drain(graceMs: number): Promise<void>;
+  drain(graceMs: number, flushMs?: number): Promise<void>;
 }
 
 export interface EdgeOptions {
@@ -127,9 +130,20 @@ export function createEdge(options: EdgeOptions): Edge {
   let callsInProgress = 0;
   let drained: Promise<void> | undefined;
 
-  async function drainCalls(graceMs: number): Promise<void> {
+  async function drainCalls(graceMs: number, flushMs: number): Promise<void> {
     if (await active.whenEmpty(graceMs)) return;
-    logger.warn({ calls: active.size, graceMs }, 'drain grace period over; cancelling calls in flight');
+    logger.warn(
+      { calls: active.size, graceMs, flushMs },
+      'drain grace period over; calls in flight take no more input and finish',
+    );
+    active.finishAll(
+      new VoiceError(Reason.Draining, 'the server is shutting down; this call takes no more input'),
+    );
+    if (await active.whenEmpty(flushMs)) {
+      logger.info({ flushMs }, 'drain flush done; every call has ended');
+      return;
+    }
+    logger.warn({ calls: active.size, flushMs }, 'drain flush budget over; cancelling calls in flight');
     active.abortAll(
       new VoiceError(Reason.Draining, 'the server is shutting down; retry on another instance'),
     );
@@ -252,6 +266,7 @@ export function createEdge(options: EdgeOptions): Edge {
         if (ctx !== undefined) return ctx;
         const signalController = new AbortController();
         controller = signalController;
+        const finish = new AbortController();
         // A stream ends at the earlier of the client's deadline and the server's stream limit; a
         // unary call honours the client's deadline, and only one without a deadline gets service.timeout.
         const limitMs = streaming ? streamLimitMs : unaryTimeoutMs;
@@ -281,7 +296,7 @@ export function createEdge(options: EdgeOptions): Edge {
           );
           timer.unref();
           // Health checks never hold a drain: probes must see NOT_SERVING, not wait.
-          if (!alwaysServed) untrack = active.add(signalController);
+          if (!alwaysServed) untrack = active.add({ finish, cancel: signalController });
         }
         const metadata = new Map(incoming.metadata);
         metadata.delete(API_KEY_HEADER);
@@ -289,6 +304,7 @@ export function createEdge(options: EdgeOptions): Edge {
         metadata.set(REQUEST_ID_HEADER, requestId);
         ctx = {
           signal: signalController.signal,
+          finishSignal: finish.signal,
           deadline: clientDeadline,
           metadata,
           peer,
@@ -334,8 +350,8 @@ export function createEdge(options: EdgeOptions): Edge {
     get activeCalls() {
       return active.size;
     },
-    drain(graceMs) {
-      drained ??= drainCalls(graceMs);
+    drain(graceMs, flushMs = config.service.drain_flush_seconds * 1000) {
+      drained ??= drainCalls(graceMs, flushMs);
       return drained;
     },
   };

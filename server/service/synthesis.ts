@@ -43,7 +43,7 @@ export function createSynthesisService(
             );
       }
       const settings = resolveSynthesisSettings(first.value.request.value, tts, deps.synthesizer.voices());
-      yield* synthesizeStream(textOf(iterator), settings, deps, ctx.signal);
+      yield* synthesizeStream(textOf(iterator), settings, deps, ctx.signal, { finish: ctx.finishSignal });
     },
 
     async *synthesizeText(request, ctx) {
@@ -52,7 +52,7 @@ export function createSynthesisService(
       const settings = resolveSynthesisSettings(request.config, tts, deps.synthesizer.voices());
       if (request.text.trim() === '')
         throw invalidArgument('text', 'empty or only whitespace; send something to say');
-      yield* synthesizeStream(single(request.text), settings, deps, ctx.signal);
+      yield* synthesizeStream(single(request.text), settings, deps, ctx.signal, { finish: ctx.finishSignal });
     },
 
     async listVoices(request) {
