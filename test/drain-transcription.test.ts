@@ -17,7 +17,16 @@ import { createLogger } from '../server/observability/logger.js';
 import { createAdmission } from '../server/service/admission.js';
 import type { CallContext } from '../server/service/context.js';
 import { createTranscriptionService } from '../server/service/transcription.js';
-import { analysedMs, finalsOf, observe, processedMsOf, reasonOf, signalled } from './helpers/drain.js';
+import { createTranscriptionSessions } from '../server/service/transcription-sessions.js';
+import {
+  analysedMs,
+  finalsOf,
+  observe,
+  processedMsOf,
+  reasonOf,
+  signalled,
+  stalledSynthesis,
+} from './helpers/drain.js';
 import { expectError } from './helpers/errors.js';
 import { captureLogs } from './helpers/log-capture.js';
 import { concat, RATE, silence, speak, speechBounds, toLinear16 } from './helpers/speech.js';
@@ -186,5 +195,93 @@ describe('drain: Transcribe over gRPC', () => {
       client.close();
       await t.stop();
     }
+  });
+
+  it('drains a StartTranscriptionSession the same way; later appends are told the session has ended', async () => {
+    const t = await startServerWithEngines(SERVER);
+    const client = createVoiceClient({ address: t.address });
+    try {
+      const audio = pendingUtterance(sentence);
+      const iterator = client.transcription
+        .startTranscriptionSession({ config: CONFIG })
+        [Symbol.asyncIterator]();
+      const started = await iterator.next();
+      const sessionId = started.value?.sessionStarted?.sessionId ?? '';
+      assert.notEqual(sessionId, '');
+      const events = observe({ [Symbol.asyncIterator]: () => iterator });
+      const chunks = chunksOf(toLinear16(audio));
+      for (const [index, chunk] of chunks.entries()) {
+        await client.transcription.appendSessionAudio({ sessionId, sequenceNumber: index + 1, audio: chunk });
+      }
+      // A call that cannot finish holds the drain open until the flush budget is over, so that the
+      // server still answers appends once the session has ended.
+      const stalled = await stalledSynthesis(t.address);
+      // No grace: every chunk acknowledged is still transcribed.
+      const stopping = t.stop(0, 3000);
+      const error = await expectError(events.done);
+      const late = await expectError(
+        client.transcription.appendSessionAudio({
+          sessionId,
+          sequenceNumber: chunks.length + 1,
+          audio: chunks[0]!,
+        }),
+      );
+      assert.equal(late.code, Code.NotFound, late.rawMessage);
+      assert.equal(reasonOf(late), 'SESSION_NOT_FOUND');
+      assert.match(late.rawMessage, /has ended: the server is shutting down/);
+      stalled.close();
+      assert.equal(error.code, Code.Unavailable, error.rawMessage);
+      assert.equal(reasonOf(error), 'DRAINING');
+      assert.equal(processedMsOf(error), analysedMs(audio.length));
+      const finals = finalsOf(events.seen);
+      assert.equal(finals.length, 1);
+      assert.equal(finals[0]?.text, MODEL_TEXT);
+      await stopping;
+    } finally {
+      client.close();
+      await t.stop();
+    }
+  });
+});
+
+describe('drain: the session registry hook', () => {
+  it('finish(): no chunk is applied after it, those applied are still read, later appends get its error', async () => {
+    const sessions = createTranscriptionSessions({
+      gapTimeoutMs: 1000,
+      idleTimeoutMs: 10_000,
+      maxPerCaller: 5,
+      maxChunkBytes: 1024,
+    });
+    const session = sessions.open('owner', new AbortController().signal);
+    const signal = new AbortController().signal;
+    const chunk = (sequenceNumber: number) => ({
+      sessionId: session.id,
+      sequenceNumber,
+      audio: new Uint8Array([sequenceNumber]),
+      endOfAudio: false,
+    });
+    assert.equal(await sessions.append('owner', chunk(1), signal), 1);
+    assert.equal(await sessions.append('owner', chunk(2), signal), 2);
+    const drained = new VoiceError(Reason.SessionNotFound, 'drained');
+    assert.equal(session.finish(drained), true, 'the audio was cut');
+    await assert.rejects(sessions.append('owner', chunk(3), signal), drained);
+    const read: number[] = [];
+    for await (const audio of session.audio) read.push(audio[0]!);
+    assert.deepEqual(read, [1, 2]);
+    assert.equal(sessions.size, 0);
+    assert.equal(session.finish(drained), false, 'a second finish changes nothing');
+  });
+
+  it('finish() after the audio was complete cuts nothing', async () => {
+    const sessions = createTranscriptionSessions({
+      gapTimeoutMs: 1000,
+      idleTimeoutMs: 10_000,
+      maxPerCaller: 5,
+      maxChunkBytes: 1024,
+    });
+    const session = sessions.open('owner', new AbortController().signal);
+    const last = { sessionId: session.id, sequenceNumber: 1, audio: new Uint8Array([1]), endOfAudio: true };
+    await sessions.append('owner', last, new AbortController().signal);
+    assert.equal(session.finish(new VoiceError(Reason.SessionNotFound, 'drained')), false);
   });
 });

@@ -1,5 +1,14 @@
 import assert from 'node:assert/strict';
-import type { ConnectError, TranscribeResponse, TranscriptResult } from '../../clients/node/index.js';
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import { create, toBinary } from '@bufbuild/protobuf';
+import {
+  AudioEncoding,
+  type ConnectError,
+  type TranscribeResponse,
+  type TranscriptResult,
+} from '../../clients/node/index.js';
+import { SynthesizeTextRequestSchema } from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 
 /** The reason a call ended with, from the `cortex-error-reason` trailer. */
 export function reasonOf(error: ConnectError): string | null {
@@ -79,4 +88,35 @@ export function signalled(): { promise: Promise<void>; fire: () => void } {
     fire = resolve;
   });
   return { promise, fire };
+}
+
+/**
+ * A SynthesizeText call from a raw HTTP/2 client that never reads its response: once the flow
+ * control window is full the server cannot send the rest, so the call cannot finish on its own.
+ * Its text has no punctuation (cut into 200-character pieces) and is spoken at half speed, so that
+ * the first piece alone is more audio than the server queues. Resolves once the server has started
+ * to answer (its handler is running).
+ */
+export async function stalledSynthesis(address: string): Promise<{ close(): void }> {
+  const text = 'this reply is never read by its client '.repeat(20);
+  const session = http2.connect(`http://${address}`);
+  session.on('error', () => {});
+  const message = toBinary(
+    SynthesizeTextRequestSchema,
+    create(SynthesizeTextRequestSchema, { text, config: { encoding: AudioEncoding.FLOAT32, speed: 0.5 } }),
+  );
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  const request = session.request({
+    ':method': 'POST',
+    ':path': '/cortex.voice.v1.Synthesis/SynthesizeText',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
+  request.on('error', () => {});
+  request.pause();
+  request.end(frame);
+  await once(request, 'response');
+  return { close: () => session.destroy() };
 }
