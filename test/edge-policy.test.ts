@@ -246,7 +246,7 @@ describe('edge calls', () => {
     ctx.signal.addEventListener('abort', () => running.end(running.status(ctx.signal.reason)));
     await drained;
     assert.equal(finishedFirst, true, 'told to finish at the grace end, before it is cancelled');
-    assert.equal((ctx.finishSignal?.reason as VoiceError).reason, Reason.Draining);
+    assert.equal((ctx.finishSignal!.reason as VoiceError).reason, Reason.Draining);
     assert.ok(ctx.signal.aborted);
     assert.equal((ctx.signal.reason as VoiceError).reason, Reason.Draining);
     assert.equal(edge.activeCalls, 0);
