@@ -17,7 +17,6 @@ import { createLogger } from '../server/observability/logger.js';
 import { createAdmission } from '../server/service/admission.js';
 import type { CallContext } from '../server/service/context.js';
 import { createTranscriptionService } from '../server/service/transcription.js';
-import { createTranscriptionSessions } from '../server/service/transcription-sessions.js';
 import {
   analysedMs,
   finalsOf,
@@ -112,6 +111,35 @@ describe('drain: a Transcribe handler told to finish (in process, real engines)'
     assert.equal(finals[0]?.text, MODEL_TEXT);
     assert.equal(finals[0]?.utteranceIndex, 0);
     assert.ok(readsAfter <= 1, `the audio offered after the finish was not read (${readsAfter} reads)`);
+  });
+
+  it('ends at once with DRAINING and nothing processed when told to finish before its config arrived', async () => {
+    const service = createTranscriptionService(t.server.engines, t.config, {
+      admission: createAdmission(10),
+    });
+    const finish = new AbortController();
+    const never = new Promise<never>(() => {});
+    async function* requests(): AsyncGenerator<TranscribeRequest> {
+      yield await never;
+    }
+    const ctx: CallContext = {
+      signal: new AbortController().signal,
+      finishSignal: finish.signal,
+      deadline: undefined,
+      metadata: new Map(),
+      peer: 'test',
+      requestId: 'drain-before-config',
+      logger: createLogger(t.config.logging, { destination: captureLogs().stream }),
+    };
+    const responses = observe(service.transcribe(requests(), ctx));
+    finish.abort(new VoiceError(Reason.Draining, 'the server is shutting down'));
+    const error = await responses.done.then(
+      () => assert.fail('the drained stream ended OK'),
+      (caught: unknown) => caught,
+    );
+    assert.ok(error instanceof VoiceError);
+    assert.equal(error.reason, Reason.Draining);
+    assert.deepEqual(error.info, { processed_audio_ms: '0' });
   });
 });
 
@@ -241,47 +269,5 @@ describe('drain: Transcribe over gRPC', () => {
       client.close();
       await t.stop();
     }
-  });
-});
-
-describe('drain: the session registry hook', () => {
-  it('finish(): no chunk is applied after it, those applied are still read, later appends get its error', async () => {
-    const sessions = createTranscriptionSessions({
-      gapTimeoutMs: 1000,
-      idleTimeoutMs: 10_000,
-      maxPerCaller: 5,
-      maxChunkBytes: 1024,
-    });
-    const session = sessions.open('owner', new AbortController().signal);
-    const signal = new AbortController().signal;
-    const chunk = (sequenceNumber: number) => ({
-      sessionId: session.id,
-      sequenceNumber,
-      audio: new Uint8Array([sequenceNumber]),
-      endOfAudio: false,
-    });
-    assert.equal(await sessions.append('owner', chunk(1), signal), 1);
-    assert.equal(await sessions.append('owner', chunk(2), signal), 2);
-    const drained = new VoiceError(Reason.SessionNotFound, 'drained');
-    assert.equal(session.finish(drained), true, 'the audio was cut');
-    await assert.rejects(sessions.append('owner', chunk(3), signal), drained);
-    const read: number[] = [];
-    for await (const audio of session.audio) read.push(audio[0]!);
-    assert.deepEqual(read, [1, 2]);
-    assert.equal(sessions.size, 0);
-    assert.equal(session.finish(drained), false, 'a second finish changes nothing');
-  });
-
-  it('finish() after the audio was complete cuts nothing', async () => {
-    const sessions = createTranscriptionSessions({
-      gapTimeoutMs: 1000,
-      idleTimeoutMs: 10_000,
-      maxPerCaller: 5,
-      maxChunkBytes: 1024,
-    });
-    const session = sessions.open('owner', new AbortController().signal);
-    const last = { sessionId: session.id, sequenceNumber: 1, audio: new Uint8Array([1]), endOfAudio: true };
-    await sessions.append('owner', last, new AbortController().signal);
-    assert.equal(session.finish(new VoiceError(Reason.SessionNotFound, 'drained')), false);
   });
 });

@@ -69,6 +69,20 @@ function untilFinished<T>(promise: Promise<T>, finish: AbortSignal): Promise<T |
   return Promise.race([promise, finished]).finally(() => finish.removeEventListener('abort', onFinish));
 }
 
+/**
+ * The first request of a stream (its config), or undefined when `finish` aborts first: a call told
+ * to finish before it has said what it wants has nothing to finish.
+ */
+export async function firstRequest<T>(
+  iterator: AsyncIterator<T>,
+  finish: AbortSignal | undefined,
+): Promise<IteratorResult<T> | undefined> {
+  if (finish === undefined) return iterator.next();
+  if (finish.aborted) return undefined;
+  const first = await untilFinished(iterator.next(), finish);
+  return first === FINISHED ? undefined : first;
+}
+
 /** Calls `callback` once when `finish` aborts (at once if it has); disposing of it stops listening. */
 export function whenFinished(finish: AbortSignal | undefined, callback: () => void): Disposable {
   if (finish === undefined) return { [Symbol.dispose]() {} };

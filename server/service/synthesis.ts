@@ -5,6 +5,7 @@ import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { Synthesis, SynthesizeRequest } from '../gen/cortex/voice/v1/synthesis_pb.js';
 import { admit, type SharedServiceParts } from './admission.js';
 import type { ServiceHandlers } from './context.js';
+import { drainedSynthesis, firstRequest } from './drain.js';
 import { defaultVoice, resolveSynthesisSettings } from './synthesis-config.js';
 import { type SynthesizeSessionDeps, synthesizeStream, type TextInput } from './synthesize-session.js';
 
@@ -31,7 +32,8 @@ export function createSynthesisService(
       const deps = dependencies();
       using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
-      const first = await iterator.next();
+      const first = await firstRequest(iterator, ctx.finishSignal);
+      if (first === undefined) throw drainedSynthesis(0);
       if (first.done)
         throw invalidArgument('config', 'missing; the first SynthesizeRequest must carry config');
       if (first.value.request.case !== 'config') {

@@ -7,7 +7,7 @@ import { RECOGNITION_RATE } from '../pipeline/audio-input.js';
 import { admit, admitStream, type SharedServiceParts } from './admission.js';
 import type { CapacityEstimator, CapacityStream } from './capacity.js';
 import type { CallContext, ServiceHandlers } from './context.js';
-import { drainedTranscription, endOnFinish, sessionDrained, whenFinished } from './drain.js';
+import { drainedTranscription, endOnFinish, firstRequest, sessionDrained, whenFinished } from './drain.js';
 import { type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
 import { resolveTranscriptionSettings } from './transcription-config.js';
 import {
@@ -81,7 +81,8 @@ export function createTranscriptionService(
       const deps = dependencies();
       using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
-      const first = await iterator.next();
+      const first = await firstRequest(iterator, ctx.finishSignal);
+      if (first === undefined) throw drainedTranscription(0);
       if (first.done)
         throw invalidArgument('config', 'missing; the first TranscribeRequest must carry config');
       if (first.value.request.case !== 'config') {
