@@ -29,6 +29,8 @@ describe('config', () => {
     assert.equal(config.logging.level, 'info');
     assert.equal(config.security.rate_limit.max_requests_per_minute, 60);
     assert.equal(config.models.tts.max_text_chars, 5000);
+    assert.equal(config.service.drain_grace_seconds, 30);
+    assert.equal(config.service.drain_flush_seconds, 10);
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.service.cors_origins));
   });
 
@@ -88,6 +90,10 @@ describe('config', () => {
     assert.match(
       failure({ models: { tts: { speed: 3 } } }),
       /models\.tts\.speed = 3 .* expected a number from 0\.5 to 2$/,
+    );
+    assert.match(
+      failure({ service: { drain_flush_seconds: 601 } }),
+      /^config: service\.drain_flush_seconds = 601 \(in .*config\.yaml\) is invalid; expected an integer from 0 to 600$/,
     );
     assert.match(
       failure(undefined, { PROMETHEUS_ENABLED: 'maybe' }),
