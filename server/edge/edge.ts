@@ -58,8 +58,9 @@ export interface EdgeCall {
   /** Set when the edge refused the call: the transport sends this status and nothing else. */
   readonly refusal: WireStatus | undefined;
   /**
-   * The handler's context: a signal that aborts on cancel, deadline, stream limit or drain; the
-   * request metadata without credentials; the caller. Made on first use, which counts the call
+   * The handler's context: a signal that aborts on cancel, deadline, stream limit or at the end of
+   * a drain's flush; a finish signal that aborts at the end of a drain's grace; the request metadata
+   * without credentials; the caller. Made on first use, which counts the call
    * as in progress for drain.
    */
   context(): CallContext;
