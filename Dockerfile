@@ -48,8 +48,9 @@ VOLUME ["/models"]
 # 8899 gRPC (h2c; put Envoy in front for TLS and grpc-web), 9090 Prometheus metrics.
 EXPOSE 8899 8080 9090
 
-# The server drains on SIGTERM for service.drain_grace_seconds (30 s): give `docker stop` more,
-# e.g. `docker stop -t 45`; compose sets stop_grace_period.
+# The server drains on SIGTERM for service.drain_grace_seconds (30 s) plus
+# service.drain_flush_seconds (10 s): give `docker stop` more, e.g. `docker stop -t 50`; compose
+# sets stop_grace_period.
 STOPSIGNAL SIGTERM
 
 # Healthy once the whole server ("") reports SERVING on the standard grpc.health.v1 service; the

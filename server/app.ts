@@ -69,8 +69,11 @@ export interface VoiceServer {
   readonly modelsInstalled: Promise<void>;
   /** The model worker pools once loadEngines() has started them (diagnostics and tests). */
   readonly workerPools: StartedEngines['pools'] | undefined;
-  /** Graceful drain, then everything closed, including model workers still starting. */
-  stop(graceMs?: number): Promise<void>;
+  /**
+   * Graceful drain (service.drain_grace_seconds, then service.drain_flush_seconds for calls to
+   * finish what they took), then everything closed, including model workers still starting.
+   */
+  stop(graceMs?: number, flushMs?: number): Promise<void>;
 }
 
 export interface VoiceServerOptions {
@@ -341,11 +344,14 @@ export function createVoiceServer(
       );
     },
     modelsInstalled,
-    async stop(graceMs = config.service.drain_grace_seconds * 1000) {
+    async stop(
+      graceMs = config.service.drain_grace_seconds * 1000,
+      flushMs = config.service.drain_flush_seconds * 1000,
+    ) {
       stopping = true;
       downloads.abort(new VoiceError(Reason.Draining, 'the server is stopping'));
       // Both ports drain together: the shared edge waits for the calls of either.
-      await Promise.all([transport.drain(graceMs), web?.drain(graceMs)]);
+      await Promise.all([transport.drain(graceMs, flushMs), web?.drain(graceMs, flushMs)]);
       // A start that fails has already closed its pools.
       const started = workers ?? (await starting?.catch(() => undefined));
       await started?.close();

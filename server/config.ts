@@ -94,8 +94,13 @@ const serviceSchema = z
       .default([]),
     /** Largest message accepted or sent, in bytes (the guide's 10 MB request limit). */
     max_message_bytes: intIn(64 * 1024, 64 * 1024 * 1024).default(10 * 1024 * 1024),
-    /** Seconds in-flight calls get to finish after SIGTERM before they are cancelled. */
+    /** Seconds in-flight calls get to finish after SIGTERM before they are told to stop taking input. */
     drain_grace_seconds: intIn(0, 3600).default(30),
+    /**
+     * Seconds after the grace for calls to flush: streams stop reading, deliver what they were given
+     * (a pending final, the sentence being spoken) and end with UNAVAILABLE; then the rest are cancelled.
+     */
+    drain_flush_seconds: intIn(0, 600).default(10),
     /** Longest a streaming call may last, in seconds. */
     max_stream_duration_seconds: intIn(1, 24 * 3600).default(3600),
     /** Live transcription sessions (StartTranscriptionSession + AppendSessionAudio). */

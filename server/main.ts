@@ -56,7 +56,14 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal, graceSeconds: config.service.drain_grace_seconds }, 'draining');
+    logger.info(
+      {
+        signal,
+        graceSeconds: config.service.drain_grace_seconds,
+        flushSeconds: config.service.drain_flush_seconds,
+      },
+      'draining',
+    );
     server.stop().then(
       () => {
         logger.info('stopped');

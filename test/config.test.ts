@@ -35,6 +35,8 @@ describe('config', () => {
       'one key may hold every stream the server serves',
     );
     assert.equal(config.models.tts.max_text_chars, 5000);
+    assert.equal(config.service.drain_grace_seconds, 30);
+    assert.equal(config.service.drain_flush_seconds, 10);
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.service.cors_origins));
   });
 
@@ -106,6 +108,10 @@ describe('config', () => {
     assert.match(
       failure({ models: { tts: { speed: 3 } } }),
       /models\.tts\.speed = 3 .* expected a number from 0\.5 to 2$/,
+    );
+    assert.match(
+      failure({ service: { drain_flush_seconds: 601 } }),
+      /^config: service\.drain_flush_seconds = 601 \(in .*config\.yaml\) is invalid; expected an integer from 0 to 600$/,
     );
     assert.match(
       failure(undefined, { PROMETHEUS_ENABLED: 'maybe' }),

@@ -374,24 +374,51 @@ describe('configuration files load in the server', () => {
   });
 });
 
+/**
+ * What a drain may take after SIGTERM beyond its grace and flush: the 2 s for cancelled calls to
+ * settle, then closing the ports and the model workers (README, docs/deployment.md).
+ */
+const DRAIN_MARGIN_SECONDS = 5;
+/** Grace + flush + margin for the service section of a config. */
+const drainBudget = (service: Config['service']) =>
+  service.drain_grace_seconds + service.drain_flush_seconds + DRAIN_MARGIN_SECONDS;
+
 describe('stop grace periods outlast the drain', () => {
-  it('Kubernetes: preStop pause + drain grace + shutdown < terminationGracePeriodSeconds < liveness window', () => {
-    const { drain_grace_seconds: drain } = loadConfigText(configMap.data['config.yaml']).service;
+  it('Kubernetes: preStop pause + drain grace + flush + margin <= terminationGracePeriodSeconds < liveness window', () => {
+    const { service } = loadConfigText(configMap.data['config.yaml']);
+    assert.ok(service.drain_flush_seconds > 0, 'the ConfigMap gives calls time to flush');
     const pause = Number(container.lifecycle.preStop.exec.command[1]);
-    assert.ok(pause + drain + 5 <= podSpec.terminationGracePeriodSeconds);
+    assert.ok(
+      pause + drainBudget(service) <= podSpec.terminationGracePeriodSeconds,
+      `${pause} + ${drainBudget(service)} s must fit in terminationGracePeriodSeconds ${podSpec.terminationGracePeriodSeconds}`,
+    );
     const liveness = container.livenessProbe;
     assert.ok(liveness.periodSeconds * liveness.failureThreshold > podSpec.terminationGracePeriodSeconds);
   });
 
-  it('compose stop_grace_period and the systemd TimeoutStopSec exceed the drain grace', () => {
-    const composeDrain = loadConfig({ file: join(root, 'deploy/compose/config.yaml'), env: {} }).service
-      .drain_grace_seconds;
-    assert.ok(seconds(compose.services.voice.stop_grace_period) > composeDrain + 5);
+  it('compose stop_grace_period, the systemd TimeoutStopSec and `docker stop -t` cover grace + flush + margin', () => {
+    const composeService = loadConfig({ file: join(root, 'deploy/compose/config.yaml'), env: {} }).service;
+    const composeGrace = seconds(compose.services.voice.stop_grace_period);
+    assert.ok(composeGrace >= drainBudget(composeService), `compose: ${composeGrace} s`);
+    assert.ok(
+      seconds(compose.services.envoy.stop_grace_period) >= composeGrace,
+      'Envoy outlives the drain of the calls it forwards',
+    );
     assert.equal(compose.services.voice.stop_signal, 'SIGTERM');
-    assert.ok(seconds(unitValue('Service', 'TimeoutStopSec')!) > defaults.service.drain_grace_seconds + 5);
+    // The unit runs with the defaults unless /etc/cortex-voice/config.yaml changes them.
+    const unitGrace = seconds(unitValue('Service', 'TimeoutStopSec')!);
+    assert.ok(unitGrace >= drainBudget(defaults.service), `systemd: ${unitGrace} s`);
     assert.equal(unitValue('Service', 'KillSignal'), 'SIGTERM');
     const stopSignal = runtimeStage.instructions.find((instruction) => instruction.keyword === 'STOPSIGNAL');
     assert.equal(stopSignal?.args, 'SIGTERM');
+    for (const [file, text] of [
+      ['Dockerfile', read('Dockerfile')],
+      ['docs/deployment.md', read('docs/deployment.md')],
+    ] as const) {
+      const advised = /docker stop -t (\d+)/.exec(text);
+      assert.ok(advised, `${file} says how long docker stop must wait`);
+      assert.ok(Number(advised[1]) >= drainBudget(defaults.service), `${file}: docker stop -t ${advised[1]}`);
+    }
   });
 
   it('Envoy lets streams run at least as long as the server does', () => {

@@ -272,11 +272,15 @@ describe('edge calls', () => {
     assert.ok(!logs.text().includes('key-a'));
   });
 
-  it('drains: refuses new calls but health, waits for calls in progress, then cancels them', async () => {
+  it('drains: refuses new calls but health, waits for calls in progress, tells them to finish, then cancels them', async () => {
     const { edge } = edgeOf();
     const running = edge.open(incoming());
     const ctx = running.context();
-    const drained = edge.drain(100);
+    let finishedFirst: boolean | undefined;
+    ctx.finishSignal?.addEventListener('abort', () => {
+      finishedFirst = !ctx.signal.aborted;
+    });
+    const drained = edge.drain(100, 100);
     const refused = edge.open(incoming());
     assert.equal(refused.refusal?.code, Code.Unavailable);
     assert.equal(refused.refusal?.reason, Reason.Draining);
@@ -286,6 +290,8 @@ describe('edge calls', () => {
     assert.equal(edge.activeCalls, 1);
     ctx.signal.addEventListener('abort', () => running.end(running.status(ctx.signal.reason)));
     await drained;
+    assert.equal(finishedFirst, true, 'told to finish at the grace end, before it is cancelled');
+    assert.equal((ctx.finishSignal!.reason as VoiceError).reason, Reason.Draining);
     assert.ok(ctx.signal.aborted);
     assert.equal((ctx.signal.reason as VoiceError).reason, Reason.Draining);
     assert.equal(edge.activeCalls, 0);

@@ -11,16 +11,18 @@ import {
   ConnectError,
   createVoiceClient,
   ServingStatus,
+  type TranscribeResponse,
 } from '../clients/node/index.js';
 import { modelSections, testModels } from './helpers/models.js';
 import { repoRoot } from './helpers/paths.js';
+import { concat, RATE, silence, speak, toLinear16 } from './helpers/speech.js';
 import { writeConfigFile } from './helpers/test-server.js';
 
 describe('the server process', () => {
-  it('drains on SIGTERM: NOT_SERVING, new calls refused, the stream in flight cancelled after the grace, exit 0', async () => {
+  it('drains on SIGTERM: NOT_SERVING, new calls refused, streams in flight flushed and ended DRAINING after the grace, exit 0', async () => {
     const config = writeConfigFile({
       ...modelSections(await testModels()),
-      service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2 },
+      service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2, drain_flush_seconds: 5 },
       monitoring: { host: '127.0.0.1', prometheus_port: 0 },
     });
     const child = spawn(process.execPath, [join(repoRoot(), 'dist/server/main.js'), '--config', config], {
@@ -72,6 +74,38 @@ describe('the server process', () => {
       inFlight.catch(() => {});
       await audioArrived;
 
+      // A Transcribe stream in the middle of an utterance (speech, then too short a pause to end it).
+      const audio = toLinear16(
+        concat(silence(0.3), speak('Please send me the report by Friday.'), silence(0.1)),
+      );
+      async function* transcribeRequests() {
+        yield {
+          request: {
+            case: 'config' as const,
+            value: {
+              audioFormat: { encoding: AudioEncoding.LINEAR16, sampleRateHz: RATE, channels: 1 },
+              language: 'en',
+            },
+          },
+        };
+        for (let at = 0; at < audio.length; at += 3200)
+          yield { request: { case: 'audio' as const, value: audio.subarray(at, at + 3200) } };
+        await sleep(60_000, undefined, { signal: keepOpen.signal }).catch(() => {});
+      }
+      const transcribed: TranscribeResponse[] = [];
+      let speechStarted!: () => void;
+      const started = new Promise<void>((resolve) => {
+        speechStarted = resolve;
+      });
+      const transcribing = (async () => {
+        for await (const response of client.transcription.transcribe(transcribeRequests())) {
+          transcribed.push(response);
+          if (response.event.case === 'speechStarted') speechStarted();
+        }
+      })();
+      transcribing.catch(() => {});
+      await started;
+
       child.kill('SIGTERM');
       await waitForLog('draining');
       const health = await client.health.check({ service: '' });
@@ -93,6 +127,21 @@ describe('the server process', () => {
       assert.match(cancelled.rawMessage, /shutting down/);
       assert.ok(received > 0, 'audio sent before the drain was delivered');
       assert.ok(Date.now() - startedAt < 5000);
+      const drained = await transcribing.then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error),
+      );
+      assert.ok(drained instanceof ConnectError, 'the Transcribe stream ends with the drain');
+      assert.equal(drained.code, Code.Unavailable);
+      assert.equal(drained.metadata.get('cortex-error-reason'), 'DRAINING');
+      assert.match(drained.rawMessage, /audio through \d+\.\d{3} s was transcribed, resend the rest/);
+      const finals = transcribed.filter((r) => r.event.case === 'result' && r.event.value.isFinal);
+      assert.equal(
+        finals.length,
+        1,
+        'the utterance in progress at the grace end was recognised and delivered',
+      );
+      await waitForLog('drain grace period over; calls in flight take no more input and finish');
       const [code] = await exited;
       assert.equal(code, 0);
       assert.ok(records.some((record) => record.msg === 'stopped'));

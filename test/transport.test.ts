@@ -333,4 +333,59 @@ describe('grpc transport long error messages', () => {
       await transport.drain(0);
     }
   });
+
+  it('tells calls to finish at the grace end, and cancels one that does not once the flush budget is over', async () => {
+    const config = testConfig();
+    const observed: Observed = { produced: 0, abortReason: undefined, aborted: Promise.resolve() };
+    const marks: { finish?: number; cancel?: number } = {};
+    const handlers = {
+      ...standInHandlers(observed),
+      // Ignores its finish signal: it keeps waiting for input until it is cancelled.
+      async *synthesize(
+        requests: AsyncIterable<{ request: { case: string | undefined } }>,
+        ctx: CallContext,
+      ) {
+        ctx.finishSignal?.addEventListener('abort', () => {
+          marks.finish = performance.now();
+        });
+        ctx.signal.addEventListener('abort', () => {
+          marks.cancel = performance.now();
+          observed.abortReason = ctx.signal.reason;
+        });
+        for await (const request of requests) yield { sequenceNumber: 0, text: request.request.case ?? '' };
+      },
+    };
+    const transport = standInTransport(config, handlers);
+    const client = createVoiceClient({ address: `127.0.0.1:${await transport.listen()}` });
+    const input = new AbortController();
+    try {
+      async function* requests() {
+        yield { request: { case: 'text' as const, value: 'a' } };
+        await sleep(60_000, undefined, { signal: input.signal }).catch(() => {});
+      }
+      const iterator = client.synthesis.synthesize(requests())[Symbol.asyncIterator]();
+      assert.ok(!(await iterator.next()).done);
+      const startedAt = performance.now();
+      const draining = transport.drain(200, 300);
+      await assert.rejects(
+        iterator.next(),
+        (error: unknown) => ConnectError.from(error).code === Code.Unavailable,
+      );
+      assert.ok(marks.finish !== undefined && marks.cancel !== undefined);
+      assert.ok(
+        marks.finish - startedAt >= 190,
+        `told to finish after the grace (${marks.finish - startedAt} ms)`,
+      );
+      assert.ok(
+        marks.cancel - marks.finish >= 290,
+        `cancelled after the flush (${marks.cancel - marks.finish} ms)`,
+      );
+      assert.equal((observed.abortReason as VoiceError).reason, Reason.Draining);
+      await draining;
+      assert.equal(transport.activeCalls, 0);
+    } finally {
+      input.abort();
+      client.close();
+    }
+  });
 });

@@ -58,8 +58,9 @@ export interface EdgeCall {
   /** Set when the edge refused the call: the transport sends this status and nothing else. */
   readonly refusal: WireStatus | undefined;
   /**
-   * The handler's context: a signal that aborts on cancel, deadline, stream limit or drain; the
-   * request metadata without credentials; the caller. Made on first use, which counts the call
+   * The handler's context: a signal that aborts on cancel, deadline, stream limit or at the end of
+   * a drain's flush; a finish signal that aborts at the end of a drain's grace; the request metadata
+   * without credentials; the caller. Made on first use, which counts the call
    * as in progress for drain.
    */
   context(): CallContext;
@@ -82,10 +83,13 @@ export interface Edge {
   readonly activeCalls: number;
   /**
    * New calls other than health checks are refused with UNAVAILABLE from now on; calls in
-   * progress get `graceMs` to finish and are then cancelled. Resolves once they have all ended
-   * (or a short settling time has passed); the transports then close. Later calls share the first.
+   * progress get `graceMs` to finish. Those still running are then told to finish (their
+   * `finishSignal` aborts: take no more input, deliver what was taken) and get `flushMs`
+   * (service.drain_flush_seconds by default) before they are cancelled. Resolves once they have
+   * all ended (or a short settling time has passed); the transports then close. Later calls share
+   * the first.
    */
-  drain(graceMs: number): Promise<void>;
+  drain(graceMs: number, flushMs?: number): Promise<void>;
   /**
    * Charges seconds of audio received on a call to its caller's audio budget
    * (max_audio_seconds_per_minute); `ctx` is the call's context as the edge made it.
@@ -137,9 +141,20 @@ export function createEdge(options: EdgeOptions): Edge {
   let callsInProgress = 0;
   let drained: Promise<void> | undefined;
 
-  async function drainCalls(graceMs: number): Promise<void> {
+  async function drainCalls(graceMs: number, flushMs: number): Promise<void> {
     if (await active.whenEmpty(graceMs)) return;
-    logger.warn({ calls: active.size, graceMs }, 'drain grace period over; cancelling calls in flight');
+    logger.warn(
+      { calls: active.size, graceMs, flushMs },
+      'drain grace period over; calls in flight take no more input and finish',
+    );
+    active.finishAll(
+      new VoiceError(Reason.Draining, 'the server is shutting down; this call takes no more input'),
+    );
+    if (await active.whenEmpty(flushMs)) {
+      logger.info({ flushMs }, 'drain flush done; every call has ended');
+      return;
+    }
+    logger.warn({ calls: active.size, flushMs }, 'drain flush budget over; cancelling calls in flight');
     active.abortAll(
       new VoiceError(Reason.Draining, 'the server is shutting down; retry on another instance'),
     );
@@ -267,6 +282,7 @@ export function createEdge(options: EdgeOptions): Edge {
         if (ctx !== undefined) return ctx;
         const signalController = new AbortController();
         controller = signalController;
+        const finish = new AbortController();
         // A stream ends at the earlier of the client's deadline and the server's stream limit; a
         // unary call honours the client's deadline, and only one without a deadline gets service.timeout.
         const limitMs = streaming ? streamLimitMs : unaryTimeoutMs;
@@ -298,7 +314,7 @@ export function createEdge(options: EdgeOptions): Edge {
           );
           timer.unref();
           // Health checks never hold a drain: probes must see NOT_SERVING, not wait.
-          if (!alwaysServed) untrack = active.add(signalController);
+          if (!alwaysServed) untrack = active.add({ finish, cancel: signalController });
         }
         const metadata = new Map(incoming.metadata);
         metadata.delete(API_KEY_HEADER);
@@ -306,6 +322,7 @@ export function createEdge(options: EdgeOptions): Edge {
         metadata.set(REQUEST_ID_HEADER, requestId);
         ctx = {
           signal: signalController.signal,
+          finishSignal: finish.signal,
           deadline: clientDeadline,
           metadata,
           peer,
@@ -352,8 +369,8 @@ export function createEdge(options: EdgeOptions): Edge {
     get activeCalls() {
       return active.size;
     },
-    drain(graceMs) {
-      drained ??= drainCalls(graceMs);
+    drain(graceMs, flushMs = config.service.drain_flush_seconds * 1000) {
+      drained ??= drainCalls(graceMs, flushMs);
       return drained;
     },
     chargeAudio(ctx, seconds) {

@@ -13,8 +13,17 @@ import type { Logger } from '../observability/logger.js';
  * deadline or drain; the request metadata; the peer; the caller.
  */
 export interface CallContext {
-  /** Aborts when the client cancels, the deadline passes or the server drains; its reason is a VoiceError. */
+  /**
+   * Aborts when the client cancels, the deadline passes, or a drain's flush budget runs out after its
+   * grace (service.drain_flush_seconds); its reason is a VoiceError.
+   */
   readonly signal: AbortSignal;
+  /**
+   * Aborts (reason DRAINING) when a drain's grace period runs out while the call is in progress: stop
+   * taking input, finish what was already taken, deliver it, and end with UNAVAILABLE saying how far
+   * the call got. `signal` aborts later, when the flush budget is over. Absent outside the edge.
+   */
+  readonly finishSignal?: AbortSignal | undefined;
   /** When the call must be finished, if the client set a deadline. */
   readonly deadline: Date | undefined;
   /**

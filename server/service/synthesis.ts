@@ -5,6 +5,7 @@ import { invalidArgument, Reason, VoiceError } from '../errors.js';
 import type { Synthesis, SynthesizeRequest } from '../gen/cortex/voice/v1/synthesis_pb.js';
 import { admit, type SharedServiceParts } from './admission.js';
 import type { CallContext, ServiceHandlers } from './context.js';
+import { drainedSynthesis, firstRequest } from './drain.js';
 import { defaultVoice, resolveSynthesisSettings } from './synthesis-config.js';
 import { type SynthesizeSessionDeps, synthesizeStream, type TextInput } from './synthesize-session.js';
 
@@ -31,7 +32,8 @@ export function createSynthesisService(
       const deps = dependencies(ctx);
       using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
-      const first = await iterator.next();
+      const first = await firstRequest(iterator, ctx.finishSignal);
+      if (first === undefined) throw drainedSynthesis(0);
       if (first.done)
         throw invalidArgument('config', 'missing; the first SynthesizeRequest must carry config');
       if (first.value.request.case !== 'config') {
@@ -43,7 +45,7 @@ export function createSynthesisService(
             );
       }
       const settings = resolveSynthesisSettings(first.value.request.value, tts, deps.synthesizer.voices());
-      yield* synthesizeStream(textOf(iterator), settings, deps, ctx.signal);
+      yield* synthesizeStream(textOf(iterator), settings, deps, ctx.signal, { finish: ctx.finishSignal });
     },
 
     async *synthesizeText(request, ctx) {
@@ -52,7 +54,7 @@ export function createSynthesisService(
       const settings = resolveSynthesisSettings(request.config, tts, deps.synthesizer.voices());
       if (request.text.trim() === '')
         throw invalidArgument('text', 'empty or only whitespace; send something to say');
-      yield* synthesizeStream(single(request.text), settings, deps, ctx.signal);
+      yield* synthesizeStream(single(request.text), settings, deps, ctx.signal, { finish: ctx.finishSignal });
     },
 
     async listVoices(request) {

@@ -8,6 +8,7 @@ import { createChannel, responsesOf } from '../pipeline/channel.js';
 import { createResampler, type Resampler } from '../pipeline/resample.js';
 import { createSentenceSplitter, type TextSegment } from '../pipeline/sentence-split.js';
 import { codePointLength, sanitizeText } from '../pipeline/text-input.js';
+import { drainedSynthesis, endOnFinish, whenFinished } from './drain.js';
 import type { SynthesisSettings } from './synthesis-config.js';
 
 export type SynthesizeResponseInit = MessageInitShape<typeof SynthesizeResponseSchema>;
@@ -45,12 +46,17 @@ const MAX_QUEUED_RESPONSES = 8;
  * It keeps the client's pace: at most MAX_QUEUED_RESPONSES responses wait for the writer, and a
  * sentence holds its synthesis slot until its audio is queued, so a slow reader stops synthesis
  * instead of letting audio pile up in memory.
+ *
+ * When `finish` aborts (a drain's grace is over), no more text is read and no new sentence starts:
+ * the sentence whose audio is being sent is sent to its end, and unless everything was spoken the
+ * stream then fails with DRAINING, saying through which character the text was spoken.
  */
 export function synthesizeStream(
   input: AsyncIterable<TextInput>,
   settings: SynthesisSettings,
   deps: SynthesizeSessionDeps,
   signal: AbortSignal,
+  options: { readonly finish?: AbortSignal | undefined } = {},
 ): AsyncIterable<SynthesizeResponseInit> {
   const out = createChannel<SynthesizeResponseInit>();
   const splitter = createSentenceSplitter({ language: settings.voice.language.split('-')[0] ?? 'en' });
@@ -71,6 +77,14 @@ export function synthesizeStream(
   let sampleOffset = 0;
   let receivedChars = 0;
   let lastSegment: TextSegment | undefined;
+  const { finish } = options;
+  const text = endOnFinish(input, finish);
+  // Drops the synthesis of sentences not yet being spoken when the stream is told to finish.
+  const unspoken = new AbortController();
+  const finishing = whenFinished(finish, () => unspoken.abort(finish?.reason));
+  /** The last sentence whose audio was all sent, and how many were dropped by a finish. */
+  let lastSpoken: TextSegment | undefined;
+  let dropped = 0;
 
   const emit = async (samples: Float32Array, segment: TextSegment) => {
     const perChunk = settings.sampleRate * MAX_CHUNK_SECONDS;
@@ -103,6 +117,12 @@ export function synthesizeStream(
     return resampler.push(audio.samples);
   };
 
+  /** A synthesis that failed because the stream was told to finish counts as not spoken. */
+  const unlessFinished = (error: unknown): undefined => {
+    if (finish?.aborted) return undefined;
+    throw error;
+  };
+
   const schedule = (segments: readonly TextSegment[]) => {
     for (const segment of segments) {
       const slot = slots.acquire();
@@ -110,7 +130,7 @@ export function synthesizeStream(
         deps.synthesizer.synthesize(segment.text, {
           voice: settings.voice.id,
           speed: settings.speed,
-          signal: work,
+          signal: AbortSignal.any([work, unspoken.signal]),
         }),
       );
       audio.catch(() => {});
@@ -119,7 +139,14 @@ export function synthesizeStream(
       ordered = ordered
         .then(async () => {
           try {
-            await emit(await toOutputRate(await audio), segment);
+            const pcm = finish?.aborted ? undefined : await audio.catch(unlessFinished);
+            // Told to finish before this sentence began to be sent: it is not spoken.
+            if (pcm === undefined || finish?.aborted) {
+              dropped += 1;
+              return;
+            }
+            await emit(await toOutputRate(pcm), segment);
+            lastSpoken = segment;
           } finally {
             (await slot)();
           }
@@ -132,7 +159,7 @@ export function synthesizeStream(
   };
 
   const run = async () => {
-    for await (const item of input) {
+    for await (const item of text) {
       throwIfAborted(work);
       if (item.kind === 'flush') {
         schedule(splitter.flush());
@@ -154,10 +181,12 @@ export function synthesizeStream(
       }
       schedule(splitter.push(sanitizeText(item.text)));
     }
-    schedule(splitter.flush());
+    if (!finish?.aborted) schedule(splitter.flush());
     await ordered;
     const held = resampler?.flush();
-    if (held && held.length > 0 && lastSegment) await emit(held, lastSegment);
+    const tailOf = finish?.aborted ? lastSpoken : lastSegment;
+    if (held && held.length > 0 && tailOf) await emit(held, tailOf);
+    if (text.cut || dropped > 0) throw drainedSynthesis(lastSpoken?.end ?? 0);
   };
 
   run()
@@ -170,7 +199,10 @@ export function synthesizeStream(
       () => out.close(),
       (error: unknown) => out.fail(error),
     )
-    .finally(() => resampler?.close());
+    .finally(() => {
+      finishing[Symbol.dispose]();
+      resampler?.close();
+    });
 
   return responsesOf(out, signal);
 }

@@ -46,6 +46,12 @@ export interface OpenedSession extends Disposable {
   readonly audio: AsyncIterable<Uint8Array>;
   /** The stream failed with `error`: the session ends, and later appends are told so. */
   failed(error: unknown): void;
+  /**
+   * Drain hook: the session applies no more chunks and later appends get `error`; the chunks
+   * applied so far are still read, then `audio` ends. False when the session had already ended or
+   * its audio was already complete (nothing was cut).
+   */
+  finish(error: VoiceError): boolean;
 }
 
 /** Time for the registry: a monotonic clock and one-shot timers (injected by tests). */
@@ -210,6 +216,14 @@ export function createTranscriptionSessions(options: TranscriptionSessionOptions
         failed(error) {
           queue.close();
           session.end(notFound(`session ${id} has ended: its stream failed (${reasonText(error)})`));
+        },
+        // Drain hook (see OpenedSession.finish).
+        finish(error) {
+          if (ended) return false;
+          const cut = !order.complete;
+          queue.close();
+          session.end(error);
+          return cut;
         },
         [Symbol.dispose]() {
           queue.close();

@@ -7,6 +7,7 @@ import { RECOGNITION_RATE } from '../pipeline/audio-input.js';
 import { admit, admitStream, type SharedServiceParts } from './admission.js';
 import type { CapacityEstimator, CapacityStream } from './capacity.js';
 import type { CallContext, ServiceHandlers } from './context.js';
+import { drainedTranscription, endOnFinish, firstRequest, sessionDrained, whenFinished } from './drain.js';
 import { type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
 import { resolveTranscriptionSettings } from './transcription-config.js';
 import {
@@ -80,7 +81,8 @@ export function createTranscriptionService(
       const deps = dependencies(ctx);
       using _slot = admit(shared.admission);
       const iterator = requests[Symbol.asyncIterator]();
-      const first = await iterator.next();
+      const first = await firstRequest(iterator, ctx.finishSignal);
+      if (first === undefined) throw drainedTranscription(0);
       if (first.done)
         throw invalidArgument('config', 'missing; the first TranscribeRequest must carry config');
       if (first.value.request.case !== 'config') {
@@ -99,7 +101,11 @@ export function createTranscriptionService(
       // Refused here, before any audio is read, when the stream would overload the workers.
       const live = admitLive(deps, settings.model);
       using _stream = live.stream;
-      yield* transcribeStream(audioOf(iterator), settings, live.deps, ctx.signal);
+      // At a drain's grace end the audio input ends: the pipeline flushes as on half-close.
+      const audio = endOnFinish(audioOf(iterator), ctx.finishSignal);
+      const progress = trackProgress();
+      yield* transcribeStream(audio, settings, live.deps, ctx.signal, progress.hooks);
+      if (audio.cut) throw drainedTranscription(progress.analysedMs);
     },
 
     async *startTranscriptionSession(request, ctx) {
@@ -118,12 +124,19 @@ export function createTranscriptionService(
           maxChunkBytes: limits.maxChunkBytes,
         },
       };
+      // At a drain's grace end the session applies no more chunks; those applied are flushed.
+      let cut = false;
+      using _finish = whenFinished(ctx.finishSignal, () => {
+        cut = session.finish(sessionDrained(session.id));
+      });
+      const progress = trackProgress();
       try {
-        yield* transcribeStream(session.audio, settings, live.deps, ctx.signal);
+        yield* transcribeStream(session.audio, settings, live.deps, ctx.signal, progress.hooks);
       } catch (error) {
         session.failed(error);
         throw error;
       }
+      if (cut) throw drainedTranscription(progress.analysedMs);
     },
 
     async appendSessionAudio(request, ctx) {
@@ -199,6 +212,19 @@ function reportingTo(stream: CapacityStream, deps: TranscribeSessionDeps): Trans
     hasSpareCapacity: () => stream.hasSpareCapacity(),
   };
   return observed;
+}
+
+/** How far a stream's audio has been analysed, in ms, for the status of a drained stream. */
+function trackProgress() {
+  const progress = {
+    analysedMs: 0,
+    hooks: {
+      onProgress: (offsetMs: number) => {
+        progress.analysedMs = offsetMs;
+      },
+    },
+  };
+  return progress;
 }
 
 /**

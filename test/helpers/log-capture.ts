@@ -8,6 +8,8 @@ export interface LogCapture {
   text(): string;
   /** Resolves with the first record, written so far or later, that `which` accepts. */
   waitFor(which: (record: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** Resolves with the first record, written so far or later, whose `msg` is `message`. */
+  until(message: string): Promise<Record<string, unknown>>;
 }
 
 /** A pino destination that keeps every line, for asserting on logs. */
@@ -25,25 +27,27 @@ export function captureLogs(): LogCapture {
       callback();
     },
   });
+  function waitFor(which: (record: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    return new Promise((resolve) => {
+      let seen = 0;
+      const check = () => {
+        for (; seen < lines.length; seen++) {
+          const record = JSON.parse(lines[seen] ?? '{}') as Record<string, unknown>;
+          if (!which(record)) continue;
+          waiters.delete(check);
+          resolve(record);
+          return;
+        }
+      };
+      waiters.add(check);
+      check();
+    });
+  }
   return {
     stream,
     records: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>),
     text: () => lines.join('\n'),
-    waitFor(which) {
-      return new Promise((resolve) => {
-        let seen = 0;
-        const check = () => {
-          for (; seen < lines.length; seen++) {
-            const record = JSON.parse(lines[seen] ?? '{}') as Record<string, unknown>;
-            if (!which(record)) continue;
-            waiters.delete(check);
-            resolve(record);
-            return;
-          }
-        };
-        waiters.add(check);
-        check();
-      });
-    },
+    waitFor,
+    until: (message) => waitFor((record) => record.msg === message),
   };
 }

@@ -17,7 +17,8 @@ export interface TestServer {
   readonly webPort: number | undefined;
   readonly client: VoiceClient;
   readonly logs: LogCapture;
-  stop(graceMs?: number): Promise<void>;
+  /** Drains with `graceMs` (0), then `flushMs` (0) for calls to finish what they took, and stops. */
+  stop(graceMs?: number, flushMs?: number): Promise<void>;
 }
 
 /**
@@ -52,7 +53,7 @@ export function testConfig(sections: Record<string, unknown> = {}, env: Record<s
   const logging = (sections.logging ?? {}) as Record<string, unknown>;
   const file = writeConfigFile({
     ...sections,
-    service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2, ...service },
+    service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2, drain_flush_seconds: 0, ...service },
     monitoring: { host: '127.0.0.1', prometheus_port: 0, ...monitoring },
     logging: { level: 'debug', ...logging },
   });
@@ -85,11 +86,11 @@ export async function startTestServer(
     webPort,
     client,
     logs,
-    async stop(graceMs = 0) {
+    async stop(graceMs = 0, flushMs = 0) {
       if (stopped) return;
       stopped = true;
       client.close();
-      await server.stop(graceMs);
+      await server.stop(graceMs, flushMs);
     },
   };
 }

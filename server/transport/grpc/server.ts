@@ -30,10 +30,10 @@ export interface GrpcTransport {
   listen(): Promise<number>;
   /**
    * Graceful drain: health turns NOT_SERVING, new calls are refused with UNAVAILABLE, calls in flight
-   * (on every transport of the edge) get `graceMs` to finish and are then cancelled; finally the
-   * server closes.
+   * (on every transport of the edge) get `graceMs` to finish, then `flushMs` to stop taking input
+   * and deliver what they took (Edge.drain), and are then cancelled; finally the server closes.
    */
-  drain(graceMs: number): Promise<void>;
+  drain(graceMs: number, flushMs?: number): Promise<void>;
   /** Handlers in progress on the edge this transport uses. */
   readonly activeCalls: number;
 }
@@ -89,10 +89,10 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
           else resolve(port);
         });
       }),
-    drain(graceMs) {
+    drain(graceMs, flushMs) {
       closed ??= (async () => {
         health.markDraining();
-        await edge.drain(graceMs);
+        await edge.drain(graceMs, flushMs);
         await close();
       })();
       return closed;

@@ -29,9 +29,10 @@ export interface WebTransport {
   listen(): Promise<number>;
   /**
    * Graceful drain, with the gRPC port (they share the edge): health turns NOT_SERVING, new calls
-   * get UNAVAILABLE, calls in flight get `graceMs` and are then cancelled; then the port closes.
+   * get UNAVAILABLE, calls in flight get `graceMs`, then `flushMs` to finish (Edge.drain), and are
+   * then cancelled; then the port closes.
    */
-  drain(graceMs: number): Promise<void>;
+  drain(graceMs: number, flushMs?: number): Promise<void>;
 }
 
 /** How long connections may take to close once the calls are over. */
@@ -96,10 +97,10 @@ export function createWebTransport(options: WebTransportOptions): WebTransport {
       });
       return listener.port;
     },
-    drain(graceMs) {
+    drain(graceMs, flushMs) {
       closed ??= (async () => {
         health.markDraining();
-        await edge.drain(graceMs);
+        await edge.drain(graceMs, flushMs);
         await listener?.close(CLOSE_GRACE_MS);
       })();
       return closed;
