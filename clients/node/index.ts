@@ -9,3 +9,9 @@ export * from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 export * from '../../server/gen/cortex/voice/v1/transcription_pb.js';
 export { HealthCheckResponse_ServingStatus as ServingStatus } from '../../server/gen/health/v1/health_pb.js';
 export { createVoiceClient, type VoiceClient, type VoiceClientOptions } from './client.js';
+export {
+  type ResumableCallOptions,
+  type ResumeOptions,
+  type TranscribeOptions,
+  transcribeResumable,
+} from './resumable-transcribe.js';
