@@ -131,6 +131,24 @@ describe('AudioCommitted and resumed streams', () => {
     }
   });
 
+  it('a session resumed from a commit point gives the same later events, with its commit points', async () => {
+    const commit = commitsOf(whole).find((point) => point.nextUtteranceIndex === 3);
+    assert.ok(commit, 'a commit point in the long silence');
+    const resumed = await sessionEvents(
+      t,
+      {
+        ...config,
+        resume: { offsetMs: BigInt(commit.offsetMs), nextUtteranceIndex: commit.nextUtteranceIndex },
+      },
+      audio.subarray(commit.offsetMs * BYTES_PER_MS),
+    );
+    assert.deepEqual(lines(resumed), lines(whole, 3));
+    const commits = commitsOf(resumed);
+    assert.ok(commits.length >= 2, JSON.stringify(commits));
+    assert.ok(commits.every((point) => point.offsetMs > commit.offsetMs));
+    assert.equal(commits.at(-1)?.offsetMs, Math.floor(audio.length / BYTES_PER_MS));
+  });
+
   it('refuses resume points that cannot be continued, naming the field', async () => {
     const cases = [
       {
@@ -162,3 +180,31 @@ describe('AudioCommitted and resumed streams', () => {
     }
   });
 });
+
+/** Every event of a StartTranscriptionSession stream fed `audio` through AppendSessionAudio. */
+async function sessionEvents(
+  t: TestServer,
+  config: Parameters<TestServer['client']['transcription']['startTranscriptionSession']>[0]['config'],
+  audio: Uint8Array,
+): Promise<TranscribeResponse[]> {
+  const iterator = t.client.transcription.startTranscriptionSession({ config })[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  const sessionId = first.done ? '' : (first.value.sessionStarted?.sessionId ?? '');
+  assert.notEqual(sessionId, '', 'the stream names its session');
+  const events = (async () => {
+    const out: TranscribeResponse[] = [];
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) out.push(next.value);
+    return out;
+  })();
+  const chunk = 16_000;
+  const count = Math.ceil(audio.length / chunk);
+  for (let index = 0; index < count; index += 1) {
+    await t.client.transcription.appendSessionAudio({
+      sessionId,
+      sequenceNumber: index + 1,
+      audio: audio.subarray(index * chunk, (index + 1) * chunk),
+      endOfAudio: index === count - 1,
+    });
+  }
+  return events;
+}

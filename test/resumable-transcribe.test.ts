@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { connect, createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -12,6 +11,7 @@ import {
 import { expectError } from './helpers/errors.js';
 import { collect, commitsOf, lines, type RequestInit, speechWithPauses } from './helpers/resume.js';
 import { RATE, toLinear16 } from './helpers/speech.js';
+import { startProxy } from './helpers/tcp-proxy.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
 
 const config = {
@@ -28,48 +28,6 @@ async function* paced(audio: Uint8Array): AsyncGenerator<RequestInit> {
     yield { request: { case: 'audio', value: audio.subarray(offset, offset + CHUNK_BYTES) } };
     await sleep(20);
   }
-}
-
-interface Proxy {
-  readonly port: number;
-  /** Resets every connection through it. */
-  cut(): void;
-  close(): void;
-}
-
-/** A loopback TCP proxy to the port `target()` names, whose connections can be reset. */
-function startProxy(target: () => number): Promise<Proxy> {
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(target(), '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  const cut = () => {
-    for (const socket of sockets) socket.resetAndDestroy();
-    sockets.clear();
-  };
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      resolve({
-        port: typeof address === 'object' && address !== null ? address.port : 0,
-        cut,
-        close() {
-          cut();
-          server.close();
-        },
-      });
-    });
-  });
 }
 
 /** A client that counts the Transcribe streams it opens. */

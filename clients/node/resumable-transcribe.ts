@@ -8,9 +8,9 @@ import {
   type Transcription,
   type TranscriptionConfigSchema,
 } from '../../server/gen/cortex/voice/v1/transcription_pb.js';
-import { createHeldAudio } from './held-audio.js';
-import { createResumeEventFilter } from './resume-events.js';
-import { retryDelayMs } from './retry-policy.js';
+import { createHeldAudio } from '../common/held-audio.js';
+import { createResumeEventFilter } from '../common/resume-events.js';
+import { retryDelayMs } from '../common/retry-policy.js';
 
 type TranscribeRequestInit = MessageInitShape<typeof TranscribeRequestSchema>;
 type TranscriptionConfigInit = MessageInitShape<typeof TranscriptionConfigSchema>;
