@@ -91,6 +91,46 @@ describe('Node SDK transcribe with resume', () => {
     );
   });
 
+  it('resumes after a drain (UNAVAILABLE, DRAINING) on the next server, each utterance final once', async () => {
+    const port = Number(t.address.split(':')[1]);
+    const { client, streams } = countingClient(t.address);
+    let restarted: Promise<TestServer> | undefined;
+    const seen: TranscribeResponse[] = [];
+    try {
+      for await (const response of client.transcribe(paced(audio), { resume: { attempts: 40 } })) {
+        seen.push(response);
+        if (restarted === undefined && response.event.case === 'speechStarted') {
+          restarted = t
+            .stop(1000)
+            .then(() => startServerWithEngines({ performance: { workers: 2 }, service: { port } }));
+          restarted.then((next) => {
+            t = next;
+          });
+        }
+      }
+    } finally {
+      client.close();
+    }
+    await restarted;
+    assert.ok(streams() >= 2, `streams opened: ${streams()}`);
+    // Whether the drain flushed the utterance in progress or cut it, no utterance is lost or doubled.
+    const finals = seen.flatMap((response) =>
+      response.event.case === 'result' && response.event.value.isFinal
+        ? [response.event.value.utteranceIndex]
+        : [],
+    );
+    assert.ok(finals.length >= 4, lines(seen).join('\n'));
+    assert.deepEqual(
+      finals,
+      finals.map((_, index) => index),
+      lines(seen).join('\n'),
+    );
+    const started = seen.flatMap((response) =>
+      response.event.case === 'speechStarted' ? [response.event.value.utteranceIndex] : [],
+    );
+    assert.deepEqual(started, finals);
+  });
+
   it('gives the events of an uninterrupted run when the connection is reset mid-utterance', async () => {
     const proxy = await startProxy(() => Number(t.address.split(':')[1]));
     const { client, streams } = countingClient(`127.0.0.1:${proxy.port}`);
