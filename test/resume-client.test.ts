@@ -81,6 +81,21 @@ describe('resume retry policy', () => {
       2000,
     );
   });
+  test('reads the reason from a google.rpc.ErrorInfo detail', () => {
+    // ErrorInfo { reason: "OVER_CAPACITY" (1), domain: "voice" (2) }; RetryInfo { retry_delay { seconds: 1, nanos: 5e8 } }.
+    const text = (s: string) => [...new TextEncoder().encode(s)];
+    const errorInfo = Uint8Array.from([0x0a, 13, ...text('OVER_CAPACITY'), 0x12, 5, ...text('voice')]);
+    const retryInfo = Uint8Array.from([0x0a, 8, 0x08, 1, 0x10, 0x80, 0xca, 0xb5, 0xee, 0x01]);
+    // As connect decodes them from grpc-status-details-bin: type names and bytes.
+    const wire = [
+      { type: 'google.rpc.ErrorInfo', value: errorInfo },
+      { type: 'google.rpc.RetryInfo', value: retryInfo },
+    ];
+    const failure = new ConnectError('full', Code.ResourceExhausted);
+    failure.details.push(...(wire as unknown as ConnectError['details']));
+    assert.equal(retryDelayMs(failure, 100), 1500);
+  });
+
   test('does not retry what a retry cannot fix', () => {
     assert.equal(retryDelayMs(error(Code.InvalidArgument), 100), undefined);
     assert.equal(

@@ -1,9 +1,10 @@
 import { Code, type ConnectError } from '@connectrpc/connect';
 
-/** The server's catalogue reason of a failure (the cortex-error-reason trailer). */
+/** The server's catalogue reason of a failure as a trailer (servers that predate ErrorInfo). */
 const REASON_KEY = 'cortex-error-reason';
 const PUSHBACK_KEY = 'grpc-retry-pushback-ms';
 const RETRY_INFO = 'google.rpc.RetryInfo';
+const ERROR_INFO = 'google.rpc.ErrorInfo';
 
 /**
  * How long to wait before resuming a stream that failed with `error`, or undefined when it must
@@ -20,7 +21,7 @@ export function retryDelayMs(error: ConnectError, backoffMs: number): number | u
     case Code.Canceled:
       return told ?? backoffMs;
     case Code.ResourceExhausted:
-      return error.metadata.get(REASON_KEY) === 'OVER_CAPACITY' ? told : undefined;
+      return reasonOf(error) === 'OVER_CAPACITY' ? told : undefined;
     case Code.Aborted:
     case Code.Internal:
     case Code.Unknown:
@@ -38,6 +39,17 @@ function serverDelayMs(error: ConnectError): number | undefined {
     if ('type' in detail && detail.type === RETRY_INFO) return retryInfoDelayMs(detail.value);
   }
   return undefined;
+}
+
+/** The catalogue reason: the google.rpc.ErrorInfo detail's (field 1), else the trailer's. */
+function reasonOf(error: ConnectError): string | undefined {
+  for (const detail of error.details) {
+    if ('type' in detail && detail.type === ERROR_INFO) {
+      const reason = fields(detail.value).get(1);
+      if (reason instanceof Uint8Array) return new TextDecoder().decode(reason);
+    }
+  }
+  return error.metadata.get(REASON_KEY) ?? undefined;
 }
 
 function isTransportFailure(error: ConnectError): boolean {

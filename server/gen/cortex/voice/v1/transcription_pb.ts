@@ -327,8 +327,9 @@ export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
  * ms past the stream's start (32 ms at 8, 16 or 48 kHz, 160 ms at 44.1 kHz). The detector (Silero, a
  * recurrent network) carries state from frame to frame, and a resumed stream's detector starts from
  * its initial state; so every stream restarts its detector from the initial state at each point it
- * may commit (the first frame of each pause that ends or precedes an utterance, then every 5 s of
- * silence), and the resumed stream's detector is in the same state there as the uninterrupted one.
+ * may commit (the first grid frame of each spell with no utterance pending or in progress, then one
+ * every 5 s while the spell lasts), and the resumed stream's detector is in the same state there as
+ * the uninterrupted one's (its 64-sample look-back included).
  * Audio at rates other than 16 kHz is resampled from the resume point on by a restarted filter,
  * which differs from the uninterrupted stream's within the filter's length of the point, in
  * silence; the detector's decisions were the same in every test. Interim results depend on timing
