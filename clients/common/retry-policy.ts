@@ -25,7 +25,8 @@ export function retryDelayMs(error: ConnectError, backoffMs: number): number | u
     case Code.Aborted:
     case Code.Internal:
     case Code.Unknown:
-      // A connection reset mid-stream (ECONNRESET, RST_STREAM), not a status the server sent.
+      // A connection lost mid-stream (ECONNRESET, RST_STREAM; a browser's fetch "network error"),
+      // not a status the server sent.
       return isTransportFailure(error) ? backoffMs : undefined;
     default:
       return undefined;
@@ -55,7 +56,9 @@ function reasonOf(error: ConnectError): string | undefined {
 function isTransportFailure(error: ConnectError): boolean {
   return (
     error.metadata.get('grpc-status') === null &&
-    /http\/2 stream closed|ECONNRESET|EPIPE|socket hang up/i.test(error.rawMessage)
+    /http\/2 stream closed|ECONNRESET|EPIPE|socket hang up|network ?error|failed to fetch|load failed/i.test(
+      error.rawMessage,
+    )
   );
 }
 
