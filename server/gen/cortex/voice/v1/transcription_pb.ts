@@ -334,7 +334,9 @@ export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
  * which differs from the uninterrupted stream's within the filter's length of the point, in
  * silence; the detector's decisions were the same in every test. Interim results depend on timing
  * and may differ. The point at the end of the audio is the end of the processed samples, rounded
- * down to a whole millisecond that is a whole number of input samples (it is not on the frame grid).
+ * down to a whole millisecond that is a whole number of input samples (it is not on the frame grid):
+ * a stream resumed from it, after a drain, loses and repeats no audio, but the utterance the drain
+ * flushed has ended there.
  *
  * @generated from message cortex.voice.v1.AudioCommitted
  */
