@@ -9,7 +9,14 @@ import {
   type VoiceClient,
 } from '../clients/node/index.js';
 import { expectError } from './helpers/errors.js';
-import { collect, commitsOf, lines, type RequestInit, speechWithPauses } from './helpers/resume.js';
+import {
+  type ConfigInit,
+  collect,
+  commitsOf,
+  lines,
+  type RequestInit,
+  speechWithPauses,
+} from './helpers/resume.js';
 import { RATE, toLinear16 } from './helpers/speech.js';
 import { startProxy } from './helpers/tcp-proxy.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
@@ -22,8 +29,8 @@ const config = {
 const CHUNK_BYTES = 3200;
 
 /** The config, then the audio in 100 ms chunks sent 5x faster than real time. */
-async function* paced(audio: Uint8Array): AsyncGenerator<RequestInit> {
-  yield { request: { case: 'config', value: config } };
+async function* paced(audio: Uint8Array, settings: ConfigInit = config): AsyncGenerator<RequestInit> {
+  yield { request: { case: 'config', value: settings } };
   for (let offset = 0; offset < audio.length; offset += CHUNK_BYTES) {
     yield { request: { case: 'audio', value: audio.subarray(offset, offset + CHUNK_BYTES) } };
     await sleep(20);
@@ -156,6 +163,42 @@ describe('Node SDK transcribe with resume', () => {
     assert.equal(cuts, 1);
     assert.equal(streams(), 2);
     assert.deepEqual(lines(seen), lines(reference));
+  });
+
+  it('repeats no interim across a reset: the interims of each utterance grow and stop at its end', async () => {
+    const proxy = await startProxy(() => Number(t.address.split(':')[1]));
+    const { client, streams } = countingClient(`127.0.0.1:${proxy.port}`);
+    const settings = { ...config, interimResults: true, interimIntervalMs: 250 };
+    const seen: TranscribeResponse[] = [];
+    let cut = false;
+    try {
+      for await (const response of client.transcribe(paced(audio, settings), { resume: true })) {
+        seen.push(response);
+        const event = response.event;
+        // An interim of utterance 1 has been seen: the cut comes while it is still being spoken.
+        if (!cut && event.case === 'result' && !event.value.isFinal && event.value.utteranceIndex === 1) {
+          cut = true;
+          proxy.cut();
+        }
+      }
+    } finally {
+      client.close();
+      proxy.close();
+    }
+    assert.ok(cut, 'an interim of utterance 1 came');
+    assert.equal(streams(), 2);
+    assert.deepEqual(lines(seen), lines(reference));
+    const closed = new Set<number>();
+    const lastEnd = new Map<number, number>();
+    for (const response of seen) {
+      const event = response.event;
+      if (event.case === 'speechEnded') closed.add(event.value.utteranceIndex);
+      if (event.case !== 'result' || event.value.isFinal) continue;
+      const index = event.value.utteranceIndex;
+      assert.ok(!closed.has(index), `no interim of utterance ${index} after its end`);
+      assert.ok(event.value.endMs > (lastEnd.get(index) ?? -1), `interims of ${index} only grow`);
+      lastEnd.set(index, event.value.endMs);
+    }
   });
 
   it('fails with RESOURCE_EXHAUSTED when more audio is held than allowed', async () => {
