@@ -178,6 +178,15 @@ describe('AudioCommitted and resumed streams', () => {
       assert.ok(error.rawMessage.startsWith(`${field}:`), error.rawMessage);
       assert.match(error.rawMessage, allowed);
     }
+    const session = await expectError(
+      collect(
+        t.client.transcription.startTranscriptionSession({
+          config: { ...config, resume: { offsetMs: 2n ** 40n } },
+        }),
+      ),
+    );
+    assert.equal(session.code, Code.InvalidArgument, 'sessions check resume the same way');
+    assert.match(session.rawMessage, /^config\.resume\.offset_ms: /);
   });
 });
 
