@@ -7,7 +7,10 @@ import { createGrpcTransport } from '@connectrpc/connect-node';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { AudioEncoding, createVoiceClient, type VoiceClient } from '../clients/node/index.js';
 import { Access } from '../server/gen/cortex/voice/v1/access_pb.js';
-import { AppendSessionAudioRequestSchema } from '../server/gen/cortex/voice/v1/transcription_pb.js';
+import {
+  AppendSessionAudioRequestSchema,
+  StartTranscriptionSessionRequestSchema,
+} from '../server/gen/cortex/voice/v1/transcription_pb.js';
 import {
   alignment,
   chromiumMissing,
@@ -26,6 +29,7 @@ const API_KEY = 'browser-test-key-0123456789abcdef';
 const TOKEN_SECRET = 'browser-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 const SDK_URL = '/web/voice-web.js';
 const APPEND_PATH = '/cortex.voice.v1.Transcription/AppendSessionAudio';
+const START_PATH = '/cortex.voice.v1.Transcription/StartTranscriptionSession';
 const TOLERANCE_MS = 250;
 
 /** The outcome of a call made in the page, as plain data. */
@@ -430,6 +434,87 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
         if (code !== Code.NotFound) await new Promise((resolve) => setTimeout(resolve, 100));
       }
       assert.equal(code, Code.NotFound);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a live session with resume reopens a lost session from the last commit point: each utterance once', async () => {
+    const { page, context } = await openPage(pages.origin);
+    const opens = recordRequests(context, START_PATH);
+    try {
+      const audio = Array.from(concat(silence(0.3), sentence, silence(1.2), sentence, silence(1.2)));
+      const run = await page.evaluate(
+        async ({ sdkUrl, baseUrl, token, audio, rate }) => {
+          const sdk = await import(sdkUrl);
+          // The first session's stream breaks on cue, as a dropped connection would break it.
+          let cut!: () => void;
+          const cutting = new Promise<'cut'>((resolve) => {
+            cut = () => resolve('cut');
+          });
+          let first = true;
+          const fetchWithCut: typeof fetch = async (input, init) => {
+            const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+            if (!first || !url.endsWith('/StartTranscriptionSession')) return fetch(input, init);
+            first = false;
+            const controller = new AbortController();
+            init?.signal?.addEventListener('abort', () => controller.abort());
+            const response = await fetch(input, { ...init, signal: controller.signal });
+            const reader = response.body!.getReader();
+            const body = new ReadableStream<Uint8Array>({
+              async pull(stream) {
+                const next = await Promise.race([reader.read(), cutting]);
+                if (next === 'cut') {
+                  controller.abort();
+                  stream.error(new TypeError('network error'));
+                } else if (next.done) stream.close();
+                else stream.enqueue(next.value);
+              },
+            });
+            return new Response(body, { status: response.status, headers: response.headers });
+          };
+          const client = sdk.createVoiceWebClient({ baseUrl, token, fetch: fetchWithCut });
+          const player = new AudioContext({ sampleRate: rate });
+          const clip = player.createBuffer(1, audio.length, rate);
+          clip.copyToChannel(Float32Array.from(audio), 0);
+          const source = new AudioBufferSourceNode(player, { buffer: clip });
+          const microphone = player.createMediaStreamDestination();
+          source.connect(microphone);
+          const transcription = client.transcribeMicrophone(microphone.stream, {
+            config: { language: 'en' },
+            resume: true,
+          });
+          source.start();
+          source.onended = () => void transcription.stop();
+          const events: string[] = [];
+          for await (const response of transcription) {
+            const event = response.event;
+            if (event.case === 'speechStarted') {
+              events.push(`started ${event.value.utteranceIndex}`);
+              // Mid-utterance 1, after final 0 and its commit point.
+              if (event.value.utteranceIndex === 1) cut();
+            } else if (event.case === 'speechEnded') events.push(`ended ${event.value.utteranceIndex}`);
+            else if (event.case === 'result' && event.value.isFinal)
+              events.push(`final ${event.value.utteranceIndex} ${event.value.text}`);
+          }
+          await transcription.done;
+          return events;
+        },
+        { sdkUrl: SDK_URL, baseUrl: webUrl, token, audio, rate: RATE },
+      );
+      const sorted = [...run].sort();
+      assert.deepEqual(
+        sorted,
+        ['ended 0', 'ended 1', `final 0 ${modelText}`, `final 1 ${modelText}`, 'started 0', 'started 1'],
+        run.join('\n'),
+      );
+      const requests = opens.bodies
+        .flatMap((body) => grpcWebMessages(body))
+        .map((message) => fromBinary(StartTranscriptionSessionRequestSchema, message));
+      assert.equal(requests.length, 2, 'a second session was opened');
+      const resume = requests[1]!.config?.resume;
+      assert.equal(resume?.nextUtteranceIndex, 1, 'from the point after final 0');
+      assert.ok(Number(resume?.offsetMs) > 0);
     } finally {
       await context.close();
     }

@@ -487,7 +487,8 @@ async function* chunks(bytes: Uint8Array, size = 3200): AsyncGenerator<RequestIn
 }
 
 function utteranceOf(response: TranscribeResponse): number {
-  return response.event.value?.utteranceIndex ?? -1;
+  const value = response.event.value;
+  return value !== undefined && 'utteranceIndex' in value ? value.utteranceIndex : -1;
 }
 
 /** 16 kHz mono → 48 kHz interleaved stereo FLOAT32 bytes (sample repetition; the server resamples). */

@@ -494,3 +494,42 @@ describe('utterance segmenter speculation', () => {
     }
   });
 });
+
+describe('utterance segmenter on a continued timeline', () => {
+  const frames = [...silence(31), ...speech(31), ...silence(40), ...speech(20), ...silence(30)];
+
+  test('from an origin and a first index, gives the same utterances shifted and renumbered', () => {
+    const plain = run(frames);
+    const shifted = run(frames, {}, FRAME, { originSample: 960 * 16, firstUtteranceIndex: 7 });
+    assert.deepEqual(
+      shifted.events.map((e) => `${e.type}:${e.utteranceIndex}:${'startMs' in e ? e.startMs - 960 : ''}`),
+      plain.events.map((e) => `${e.type}:${e.utteranceIndex + 7}:${'startMs' in e ? e.startMs : ''}`),
+    );
+    shifted.utterances.forEach((u, i) => {
+      assert.deepEqual(u.audio, plain.utterances[i]?.audio);
+    });
+  });
+
+  test('quietSince: the origin at first, undefined while speech is pending or on, the end of the spell after', () => {
+    const segmenter = createUtteranceSegmenter({}, { originSample: 3200, firstUtteranceIndex: 2 });
+    assert.equal(segmenter.quietSince, 3200);
+    assert.equal(segmenter.nextUtteranceIndex, 2);
+    const frame = new Float32Array(FRAME);
+    for (let i = 0; i < 5; i++) segmenter.push(frame, SILENCE);
+    assert.equal(segmenter.quietSince, 3200);
+    segmenter.push(frame, SPEECH);
+    assert.equal(segmenter.quietSince, undefined, 'pending');
+    let endedAt: number | undefined;
+    for (let i = 0; i < 40; i++) {
+      const events = segmenter.push(frame, i < 20 ? SPEECH : SILENCE);
+      assert.equal(
+        segmenter.quietSince === undefined,
+        endedAt === undefined && !events.some((e) => e.type === 'utterance'),
+      );
+      if (events.some((e) => e.type === 'utterance')) endedAt = 3200 + (5 + 1 + i + 1) * FRAME;
+    }
+    assert.ok(endedAt !== undefined, 'the utterance ended');
+    assert.equal(segmenter.quietSince, endedAt);
+    assert.equal(segmenter.nextUtteranceIndex, 3);
+  });
+});

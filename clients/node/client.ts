@@ -4,6 +4,7 @@ import { Access } from '../../server/gen/cortex/voice/v1/access_pb.js';
 import { Synthesis } from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { Transcription } from '../../server/gen/cortex/voice/v1/transcription_pb.js';
 import { Health } from '../../server/gen/health/v1/health_pb.js';
+import { transcribeWith } from './resumable-transcribe.js';
 
 export interface VoiceClientOptions {
   /** "host:port" (plaintext) or a URL: "http://host:port", "https://host:port". */
@@ -29,6 +30,11 @@ export interface VoiceClient {
   readonly health: Client<typeof Health>;
   /** Mints short-lived client tokens for browsers (needs the API key). */
   readonly access: Client<typeof Access>;
+  /**
+   * Transcription.Transcribe; with `{ resume: true }` (or resume options) a lost stream is resumed
+   * on a new one from the server's last AudioCommitted point, without repeated events.
+   */
+  transcribe: ReturnType<typeof transcribeWith>;
   /** Closes the connection; calls in flight fail. */
   close(): void;
 }
@@ -56,8 +62,10 @@ export function createVoiceClient(options: VoiceClientOptions): VoiceClient {
     interceptors,
     readMaxBytes: options.maxMessageBytes ?? 16 * 1024 * 1024,
   });
+  const transcription = createClient(Transcription, transport);
   return {
-    transcription: createClient(Transcription, transport),
+    transcription,
+    transcribe: transcribeWith(transcription),
     synthesis: createClient(Synthesis, transport),
     health: createClient(Health, transport),
     access: createClient(Access, transport),

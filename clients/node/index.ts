@@ -17,3 +17,9 @@ export {
   type VoiceErrorInfo,
 } from '../shared/errors.js';
 export { createVoiceClient, type VoiceClient, type VoiceClientOptions } from './client.js';
+export {
+  type ResumableCallOptions,
+  type ResumeOptions,
+  type TranscribeOptions,
+  transcribeResumable,
+} from './resumable-transcribe.js';

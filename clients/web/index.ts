@@ -29,6 +29,12 @@ export {
   openMicrophone,
   startCapture,
 } from './microphone.js';
+export {
+  openResumableSession,
+  type ResumableSession,
+  type ResumableSessionOptions,
+  type SessionResumeOptions,
+} from './resumable-session.js';
 export { type SpeakOptions, type SpeakResult, type SpokenChunk, sliceCodePoints } from './speaker.js';
 export { type ClientToken, createTokenProvider, type TokenProvider, type TokenSource } from './token.js';
 export type { MicrophoneTranscription, TranscribeMicrophoneOptions } from './transcribe-microphone.js';

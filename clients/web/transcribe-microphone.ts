@@ -5,6 +5,8 @@ import { createAppendSender, type RetryOptions } from './append-sender.js';
 import { createEventQueue } from './event-queue.js';
 import type { LiveSessionApi, TranscriptionConfigInit } from './live-session.js';
 import { type AudioCapture, CAPTURE_RATE, type CaptureOptions, startCapture } from './microphone.js';
+import { transcribeMicrophoneResumable } from './resumable-microphone.js';
+import type { SessionResumeOptions } from './resumable-session.js';
 
 export interface TranscribeMicrophoneOptions extends CaptureOptions {
   /**
@@ -16,6 +18,12 @@ export interface TranscribeMicrophoneOptions extends CaptureOptions {
   readonly signal?: AbortSignal;
   /** How a failed append is retried (with its sequence number kept). */
   readonly retry?: RetryOptions;
+  /**
+   * Survive the session's loss (its server drained or stopped, the connection dropped): keep the
+   * audio the server has not committed, and reopen the session from the last AudioCommitted point,
+   * replaying it, without repeated events. true for the default options.
+   */
+  readonly resume?: boolean | SessionResumeOptions;
 }
 
 /**
@@ -49,6 +57,10 @@ export function transcribeMicrophone(
   stream: MediaStream,
   options: TranscribeMicrophoneOptions = {},
 ): MicrophoneTranscription {
+  if (options.resume !== undefined && options.resume !== false) {
+    const resume = options.resume === true ? {} : options.resume;
+    return transcribeMicrophoneResumable(api, stream, options, resume, DEFAULT_MAX_CHUNK_BYTES);
+  }
   const controller = new AbortController();
   const signal =
     options.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal]);

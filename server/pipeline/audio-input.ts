@@ -21,6 +21,8 @@ export async function* toRecognitionAudio(
   chunks: AsyncIterable<Uint8Array>,
   format: InputFormat,
   limits: AudioInputLimits,
+  /** Told the input samples (per channel) decoded so far and their rate, after each chunk. */
+  onInput?: (samples: number, sampleRate: number) => void,
 ): AsyncGenerator<Float32Array> {
   const decoder = createAudioDecoder(format);
   let resampler: Resampler | undefined;
@@ -30,6 +32,7 @@ export async function* toRecognitionAudio(
     const rate = decoder.sampleRate;
     if (rate === undefined) throw new Error('decoded samples before the sample rate was known');
     inputSamples += samples.length;
+    onInput?.(inputSamples, rate);
     if (inputSamples > limits.maxAudioSeconds * rate) {
       throw new VoiceError(
         Reason.LimitExceeded,

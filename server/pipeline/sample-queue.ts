@@ -51,10 +51,13 @@ export interface SampleQueue {
   copyRange(from: number, to: number): Float32Array;
 }
 
-/** Chunks of audio with a moving start, so frames are copied once, when an utterance is emitted. */
-export function createSampleQueue(): SampleQueue {
+/**
+ * Chunks of audio with a moving start, so frames are copied once, when an utterance is emitted.
+ * `start` is the stream sample of the first sample pushed.
+ */
+export function createSampleQueue(start0 = 0): SampleQueue {
   let chunks: Float32Array[] = [];
-  let start = 0;
+  let start = start0;
   let length = 0;
 
   function copyRange(from: number, to: number): Float32Array {

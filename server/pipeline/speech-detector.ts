@@ -5,6 +5,8 @@ import type { SegmenterEvent, UtteranceSegmenter } from './utterance-segmenter.j
 export interface ProgressEvent {
   readonly type: 'progress';
   readonly offsetMs: number;
+  /** The same point in 16 kHz stream samples. */
+  readonly offsetSamples: number;
 }
 
 export type DetectorEvent = SegmenterEvent | ProgressEvent;
@@ -22,16 +24,36 @@ const MAX_BATCH_FRAMES = 32;
  * yielding speech events, speculations (when the segmenter makes them), finished utterances and progress
  * as they happen. Audio the VAD calls silence goes no further than the segmenter's padding buffer.
  */
+export interface DetectSpeechOptions {
+  /**
+   * The stream sample of the first frame (a resumed stream's place on its timeline; 0): frames are
+   * laid from it. The segmenter must have been created with the same origin.
+   */
+  readonly originSample?: number;
+  /**
+   * Restarts the VAD from its initial state at chosen frames: before each frame `at` is asked with
+   * the frame's first stream sample; when it answers true, a session from `open` takes over from
+   * that frame on (the ones it opens are closed here; the first stays the caller's).
+   */
+  readonly restart?: {
+    at(frameSample: number): boolean;
+    open(): VadSession;
+  };
+}
+
 export async function* detectSpeech(
   audio: AsyncIterable<Float32Array>,
-  vad: VadSession,
+  firstVad: VadSession,
   segmenter: UtteranceSegmenter,
   signal: AbortSignal,
+  options: DetectSpeechOptions = {},
 ): AsyncGenerator<DetectorEvent> {
-  const frame = vad.frameSamples;
+  const frame = firstVad.frameSamples;
+  let vad = firstVad;
   let pending = new Float32Array(0);
   let lastProbability = 0;
-  let analysedSamples = 0;
+  let analysedSamples = options.originSample ?? 0;
+  const restart = options.restart;
 
   const process = async function* (samples: Float32Array): AsyncGenerator<DetectorEvent> {
     const frames = Math.floor(samples.length / frame);
@@ -39,32 +61,44 @@ export async function* detectSpeech(
       const count = Math.min(MAX_BATCH_FRAMES, frames - first);
       const batch = samples.subarray(first * frame, (first + count) * frame);
       // The engine may take the batch's buffer (it crosses to a worker), so it gets its own copy.
-      const probabilities = await vad.probabilities(batch.slice(), { signal });
+      let probabilities = await vad.probabilities(batch.slice(), { signal });
+      /** The frame of the batch that `probabilities` starts at. */
+      let base = 0;
       for (let index = 0; index < count; index += 1) {
-        lastProbability = probabilities[index] ?? 0;
+        if (restart?.at(analysedSamples + index * frame)) {
+          if (vad !== firstVad) vad.close();
+          vad = restart.open();
+          base = index;
+          probabilities = await vad.probabilities(batch.slice(index * frame), { signal });
+        }
+        lastProbability = probabilities[index - base] ?? 0;
         yield* segmenter.push(batch.subarray(index * frame, (index + 1) * frame), lastProbability);
       }
       analysedSamples += count * frame;
-      yield { type: 'progress', offsetMs: analysedSamples / 16 };
+      yield { type: 'progress', offsetMs: analysedSamples / 16, offsetSamples: analysedSamples };
     }
   };
 
-  for await (const chunk of audio) {
-    const joined = new Float32Array(pending.length + chunk.length);
-    joined.set(pending);
-    joined.set(chunk, pending.length);
-    const usable = Math.floor(joined.length / frame) * frame;
-    if (usable < MIN_BATCH_FRAMES * frame) {
-      pending = joined;
-      continue;
+  try {
+    for await (const chunk of audio) {
+      const joined = new Float32Array(pending.length + chunk.length);
+      joined.set(pending);
+      joined.set(chunk, pending.length);
+      const usable = Math.floor(joined.length / frame) * frame;
+      if (usable < MIN_BATCH_FRAMES * frame) {
+        pending = joined;
+        continue;
+      }
+      yield* process(joined.subarray(0, usable));
+      pending = joined.slice(usable);
     }
-    yield* process(joined.subarray(0, usable));
-    pending = joined.slice(usable);
+    const whole = Math.floor(pending.length / frame) * frame;
+    if (whole > 0) yield* process(pending.subarray(0, whole));
+    // The last partial frame is too short for the VAD; it continues the last decision.
+    const tail = pending.subarray(whole);
+    if (tail.length > 0) yield* segmenter.push(tail, lastProbability);
+    yield* segmenter.end();
+  } finally {
+    if (vad !== firstVad) vad.close();
   }
-  const whole = Math.floor(pending.length / frame) * frame;
-  if (whole > 0) yield* process(pending.subarray(0, whole));
-  // The last partial frame is too short for the VAD; it continues the last decision.
-  const tail = pending.subarray(whole);
-  if (tail.length > 0) yield* segmenter.push(tail, lastProbability);
-  yield* segmenter.end();
 }

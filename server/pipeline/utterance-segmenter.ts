@@ -114,6 +114,10 @@ export type SegmenterEvent =
 export interface SegmenterOptions {
   /** Emit `speculation` events (and their cancellations); off by default. */
   readonly speculate?: boolean;
+  /** Stream sample (16 kHz) of the first frame pushed: a resumed stream's place on its timeline (0). */
+  readonly originSample?: number;
+  /** Index of the first utterance (0); a resumed stream continues the numbering. */
+  readonly firstUtteranceIndex?: number;
 }
 
 export interface UtteranceSegmenter {
@@ -125,6 +129,14 @@ export interface UtteranceSegmenter {
   end(): SegmenterEvent[];
   /** Samples dropped as silence so far. */
   readonly discardedSamples: number;
+  /**
+   * Stream sample since which every frame was silence with no utterance in progress or pending
+   * (from the origin, or the end of the frame at which the last one ended or was dismissed);
+   * undefined while speech is pending or in progress.
+   */
+  readonly quietSince: number | undefined;
+  /** The index the next utterance will get. */
+  readonly nextUtteranceIndex: number;
 }
 
 /** Fills in defaults and checks ranges; messages name the EndpointingConfig field. */
@@ -172,11 +184,13 @@ export function createUtteranceSegmenter(
   const searchSamples = Math.min(CUT_SEARCH_MS * SAMPLES_PER_MS, Math.floor(maxSamples / 2));
 
   // Everything received and not yet emitted or discarded, starting at stream sample `held.start`.
-  const held = createSampleQueue();
+  const origin = options.originSample ?? 0;
+  const held = createSampleQueue(origin);
   let phase: Phase = 'idle';
-  let utteranceIndex = 0;
+  let utteranceIndex = options.firstUtteranceIndex ?? 0;
+  let quietSince: number | undefined = origin;
   /** Stream sample just past the last frame that counted as speech. */
-  let lastSpeechEnd = 0;
+  let lastSpeechEnd = origin;
   /** Where the speech waiting for confirmation began, and how much of it there is. */
   let onset = 0;
   let pendingSpeech = 0;
@@ -224,6 +238,13 @@ export function createUtteranceSegmenter(
   }
 
   function push(frame: Float32Array, probability: number): SegmenterEvent[] {
+    const events = step(frame, probability);
+    if (phase !== 'idle') quietSince = undefined;
+    else quietSince ??= now();
+    return events;
+  }
+
+  function step(frame: Float32Array, probability: number): SegmenterEvent[] {
     if (phase === 'ended') {
       throw new VoiceError(Reason.OutOfOrder, 'audio: received after the end of the stream');
     }
@@ -318,6 +339,12 @@ export function createUtteranceSegmenter(
     end,
     get discardedSamples() {
       return discarded;
+    },
+    get quietSince() {
+      return phase === 'idle' ? quietSince : undefined;
+    },
+    get nextUtteranceIndex() {
+      return utteranceIndex;
     },
   };
 }

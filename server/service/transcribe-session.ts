@@ -13,6 +13,7 @@ import {
   type PartialUtteranceEvent,
   type SpeculationEvent,
 } from '../pipeline/utterance-segmenter.js';
+import { type CommitPoint, createAudioCommits } from './audio-commits.js';
 import { createSpeculativeFinal } from './speculative-final.js';
 import type { TranscriptionSettings } from './transcription-config.js';
 
@@ -33,6 +34,8 @@ export interface TranscribeSessionDeps {
   readonly hasSpareCapacity?: (() => boolean) | undefined;
 }
 
+const SAMPLES_PER_MS = 16;
+
 /** Job priorities in the worker pool: finals always go before interims. */
 const FINAL_PRIORITY = 'final' as const;
 const INTERIM_PRIORITY = 'interim' as const;
@@ -48,7 +51,7 @@ const INTERIM_PRIORITY = 'interim' as const;
  * delivered; when the call is aborted, all work stops.
  */
 export interface TranscribeHooks {
-  /** How much of the audio has been analysed, in milliseconds, after each batch. */
+  /** How much of the audio has been analysed, in milliseconds from its first sample, after each batch. */
   readonly onProgress?: (offsetMs: number) => void;
 }
 
@@ -61,7 +64,31 @@ export function transcribeStream(
 ): AsyncIterable<TranscribeResponseInit> {
   const out = createChannel<TranscribeResponseInit>();
   const vadSession = deps.vad.openSession();
-  const segmenter = createUtteranceSegmenter(settings.segmenter, { speculate: settings.speculativeFinals });
+  const origin = settings.origin ?? { offsetMs: 0, nextUtteranceIndex: 0 };
+  const originSample = origin.offsetMs * SAMPLES_PER_MS;
+  const segmenter = createUtteranceSegmenter(settings.segmenter, {
+    speculate: settings.speculativeFinals,
+    originSample,
+    firstUtteranceIndex: origin.nextUtteranceIndex,
+  });
+  let inputSamples = 0;
+  let inputRate: number | undefined;
+  const commits = createAudioCommits({
+    originMs: origin.offsetMs,
+    firstUtteranceIndex: origin.nextUtteranceIndex,
+    frameSamples: vadSession.frameSamples,
+    speechPadMs: settings.segmenter.speechPadMs,
+    inputRate: () => inputRate,
+  });
+  const commit = (point: CommitPoint | undefined) => {
+    if (point === undefined) return;
+    out.push({
+      event: {
+        case: 'audioCommitted',
+        value: { offsetMs: BigInt(point.offsetMs), nextUtteranceIndex: point.nextUtteranceIndex },
+      },
+    });
+  };
   let finals: Promise<void> = Promise.resolve();
   // A final that cannot be computed ends the stream at once (after the finals before it), and
   // stops the work still running for it.
@@ -70,7 +97,7 @@ export function transcribeStream(
   let interim: { utterance: number; endMs: number; controller: AbortController } | undefined;
   let lastInterimEndMs = -Infinity;
   let finalisedUtterance = -1;
-  let analysedMs = 0;
+  let analysedMs = origin.offsetMs;
 
   // With language detection on, an utterance's first interim detects it and its later interims
   // reuse it; the final detects again on the whole utterance.
@@ -161,12 +188,17 @@ export function transcribeStream(
   };
 
   const run = async () => {
-    const events = detectSpeech(
-      toRecognitionAudio(audio, settings.format, deps.limits),
-      vadSession,
-      segmenter,
-      work,
-    );
+    const input = toRecognitionAudio(audio, settings.format, deps.limits, (samples, rate) => {
+      inputSamples = samples;
+      inputRate = rate;
+    });
+    const events = detectSpeech(input, vadSession, segmenter, work, {
+      originSample,
+      restart: {
+        at: (frameSample) => commits.restartAt(frameSample, segmenter.quietSince),
+        open: () => deps.vad.openSession(),
+      },
+    });
     for await (const event of events) {
       switch (event.type) {
         case 'speech-started':
@@ -205,6 +237,7 @@ export function transcribeStream(
             .then(async () => {
               const result = await recognition;
               out.push({ event: { case: 'result', value: toResult(result, event, true, settings) } });
+              commit(commits.finalSent(event.utteranceIndex));
             })
             .catch((error: unknown) => {
               out.fail(error);
@@ -217,7 +250,8 @@ export function transcribeStream(
           speculation = undefined;
           deps.onAudio?.((event.offsetMs - analysedMs) / 1000);
           analysedMs = event.offsetMs;
-          hooks.onProgress?.(event.offsetMs);
+          hooks.onProgress?.(event.offsetMs - origin.offsetMs);
+          commit(commits.analysed(event.offsetSamples, segmenter.quietSince, segmenter.nextUtteranceIndex));
           maybeInterim();
           break;
       }
@@ -234,7 +268,11 @@ export function transcribeStream(
       },
     )
     .then(
-      () => out.close(),
+      () => {
+        // Every final is out: the whole processed audio is committed (also before a drain's error).
+        commit(commits.end(inputSamples, segmenter.nextUtteranceIndex));
+        out.close();
+      },
       (error: unknown) => out.fail(error),
     )
     .finally(() => {

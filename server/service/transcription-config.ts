@@ -5,6 +5,7 @@ import { TimestampGranularity, type TranscriptionConfig } from '../gen/cortex/vo
 import { type InputFormat, validateInputFormat } from '../pipeline/audio-format.js';
 import { RECOGNITION_RATE } from '../pipeline/audio-input.js';
 import { resolveSegmenterConfig, type SegmenterConfig } from '../pipeline/utterance-segmenter.js';
+import { resolveResumePoint, type StreamOrigin } from './resume-point.js';
 
 /** A TranscriptionConfig checked field by field, with the server's defaults filled in. */
 export interface TranscriptionSettings {
@@ -19,6 +20,8 @@ export interface TranscriptionSettings {
   readonly model: string;
   /** Recognise an utterance as soon as its trailing padding is in, before min_silence confirms it. */
   readonly speculativeFinals: boolean;
+  /** Where the stream starts on its timeline: the resume point; unset, 0 and utterance 0. */
+  readonly origin?: StreamOrigin;
 }
 
 const LANGUAGE = /^[a-z]{2,3}$/;
@@ -30,6 +33,7 @@ export function resolveTranscriptionSettings(
 ): TranscriptionSettings {
   if (config === undefined) throw invalidArgument('config', 'missing; set config.audio_format at least');
   const format = validateInputFormat(config.audioFormat);
+  const origin = resolveResumePoint(config.resume, format);
   const language = resolveLanguage(config.language, defaults.stt.language);
   const interval =
     config.interimIntervalMs === 0 ? defaults.stt.interim_interval_ms : config.interimIntervalMs;
@@ -58,6 +62,7 @@ export function resolveTranscriptionSettings(
     timestamps,
     model,
     speculativeFinals: defaults.stt.speculative_finals,
+    origin,
   };
 }
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cortex/voice/v1/transcription.proto.
  */
 export const file_cortex_voice_v1_transcription: GenFile = /*@__PURE__*/
-  fileDesc("CiNjb3J0ZXgvdm9pY2UvdjEvdHJhbnNjcmlwdGlvbi5wcm90bxIPY29ydGV4LnZvaWNlLnYxImcKEVRyYW5zY3JpYmVSZXF1ZXN0EjYKBmNvbmZpZxgBIAEoCzIkLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaXB0aW9uQ29uZmlnSAASDwoFYXVkaW8YAiABKAxIAEIJCgdyZXF1ZXN0IpQCChNUcmFuc2NyaXB0aW9uQ29uZmlnEjIKDGF1ZGlvX2Zvcm1hdBgBIAEoCzIcLmNvcnRleC52b2ljZS52MS5BdWRpb0Zvcm1hdBIQCghsYW5ndWFnZRgCIAEoCRIXCg9pbnRlcmltX3Jlc3VsdHMYAyABKAgSGwoTaW50ZXJpbV9pbnRlcnZhbF9tcxgEIAEoDRI3CgtlbmRwb2ludGluZxgFIAEoCzIiLmNvcnRleC52b2ljZS52MS5FbmRwb2ludGluZ0NvbmZpZxI5Cgp0aW1lc3RhbXBzGAYgASgOMiUuY29ydGV4LnZvaWNlLnYxLlRpbWVzdGFtcEdyYW51bGFyaXR5Eg0KBW1vZGVsGAcgASgJIvcBChFFbmRwb2ludGluZ0NvbmZpZxIdChBzcGVlY2hfdGhyZXNob2xkGAEgASgCSACIAQESIwoWbWluX3NwZWVjaF9kdXJhdGlvbl9tcxgCIAEoDUgBiAEBEiQKF21pbl9zaWxlbmNlX2R1cmF0aW9uX21zGAMgASgNSAKIAQESGgoNc3BlZWNoX3BhZF9tcxgEIAEoDUgDiAEBQhMKEV9zcGVlY2hfdGhyZXNob2xkQhkKF19taW5fc3BlZWNoX2R1cmF0aW9uX21zQhoKGF9taW5fc2lsZW5jZV9kdXJhdGlvbl9tc0IQCg5fc3BlZWNoX3BhZF9tcyL8AQoSVHJhbnNjcmliZVJlc3BvbnNlEjgKDnNwZWVjaF9zdGFydGVkGAEgASgLMh4uY29ydGV4LnZvaWNlLnYxLlNwZWVjaFN0YXJ0ZWRIABI0CgxzcGVlY2hfZW5kZWQYAiABKAsyHC5jb3J0ZXgudm9pY2UudjEuU3BlZWNoRW5kZWRIABIzCgZyZXN1bHQYAyABKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdEgAEjgKD3Nlc3Npb25fc3RhcnRlZBgEIAEoCzIfLmNvcnRleC52b2ljZS52MS5TZXNzaW9uU3RhcnRlZEIHCgVldmVudCJuCg5TZXNzaW9uU3RhcnRlZBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmdhcF90aW1lb3V0X21zGAIgASgNEhcKD2lkbGVfdGltZW91dF9tcxgDIAEoDRIXCg9tYXhfY2h1bmtfYnl0ZXMYBCABKA0iOwoNU3BlZWNoU3RhcnRlZBIXCg91dHRlcmFuY2VfaW5kZXgYASABKA0SEQoJb2Zmc2V0X21zGAIgASgNIjkKC1NwZWVjaEVuZGVkEhcKD3V0dGVyYW5jZV9pbmRleBgBIAEoDRIRCglvZmZzZXRfbXMYAiABKA0i5wEKEFRyYW5zY3JpcHRSZXN1bHQSDAoEdGV4dBgBIAEoCRIQCghpc19maW5hbBgCIAEoCBIXCg91dHRlcmFuY2VfaW5kZXgYAyABKA0SEAoIc3RhcnRfbXMYBCABKA0SDgoGZW5kX21zGAUgASgNEhAKCGxhbmd1YWdlGAYgASgJEiwKCHNlZ21lbnRzGAcgAygLMhouY29ydGV4LnZvaWNlLnYxLlRpbWVkVGV4dBIpCgV3b3JkcxgIIAMoCzIaLmNvcnRleC52b2ljZS52MS5UaW1lZFRleHQSDQoFbW9kZWwYCSABKAkiOwoJVGltZWRUZXh0EgwKBHRleHQYASABKAkSEAoIc3RhcnRfbXMYAiABKA0SDgoGZW5kX21zGAMgASgNIlwKFVRyYW5zY3JpYmVGaWxlUmVxdWVzdBI0CgZjb25maWcYASABKAsyJC5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdGlvbkNvbmZpZxINCgVhdWRpbxgCIAEoDCJhChZUcmFuc2NyaWJlRmlsZVJlc3BvbnNlEjIKB3Jlc3VsdHMYASADKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdBITCgtkdXJhdGlvbl9tcxgCIAEoDSIUChJHZXRDYXBhY2l0eVJlcXVlc3Qi7wEKE0dldENhcGFjaXR5UmVzcG9uc2USGgoSbWF4X2ZpbmFsX2RlbGF5X21zGAEgASgNEg8KB3dvcmtlcnMYAiABKA0SGAoQYWRtaXR0ZWRfc3RyZWFtcxgDIAEoDRISCgpsb2FkX3JhdGlvGAQgASgBEhQKDHNwZWVjaF9yYXRpbxgFIAEoARIeChZtZWFuX3V0dGVyYW5jZV9zZWNvbmRzGAYgASgBEhcKD3JlZnVzZWRfc3RyZWFtcxgHIAEoBBIuCgZtb2RlbHMYCCADKAsyHi5jb3J0ZXgudm9pY2UudjEuTW9kZWxDYXBhY2l0eSKGAgoNTW9kZWxDYXBhY2l0eRINCgVtb2RlbBgBIAEoCRIVCg1maXhlZF9zZWNvbmRzGAIgASgBEiAKGHNlY29uZHNfcGVyX2F1ZGlvX3NlY29uZBgDIAEoARIdChVvYnNlcnZlZF9yZWNvZ25pdGlvbnMYBCABKA0SGAoQYWRtaXR0ZWRfc3RyZWFtcxgFIAEoDRIfChdleHBlY3RlZF9maW5hbF9kZWxheV9tcxgGIAEoARIeChZhbGxvd2VkX2ZpbmFsX2RlbGF5X21zGAcgASgBEhgKEGNhcGFjaXR5X3N0cmVhbXMYCCABKA0SGQoRYXZhaWxhYmxlX3N0cmVhbXMYCSABKA0iWAogU3RhcnRUcmFuc2NyaXB0aW9uU2Vzc2lvblJlcXVlc3QSNAoGY29uZmlnGAEgASgLMiQuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRpb25Db25maWcibQoZQXBwZW5kU2Vzc2lvbkF1ZGlvUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhcKD3NlcXVlbmNlX251bWJlchgCIAEoDRINCgVhdWRpbxgDIAEoDBIUCgxlbmRfb2ZfYXVkaW8YBCABKAgiNgoaQXBwZW5kU2Vzc2lvbkF1ZGlvUmVzcG9uc2USGAoQYWNjZXB0ZWRfdGhyb3VnaBgBIAEoDSqAAQoUVGltZXN0YW1wR3JhbnVsYXJpdHkSJQohVElNRVNUQU1QX0dSQU5VTEFSSVRZX1VOU1BFQ0lGSUVEEAASIQodVElNRVNUQU1QX0dSQU5VTEFSSVRZX1NFR01FTlQQARIeChpUSU1FU1RBTVBfR1JBTlVMQVJJVFlfV09SRBACMo0ECg1UcmFuc2NyaXB0aW9uElkKClRyYW5zY3JpYmUSIi5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZVJlcXVlc3QaIy5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZVJlc3BvbnNlKAEwARJhCg5UcmFuc2NyaWJlRmlsZRImLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlRmlsZVJlcXVlc3QaJy5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZUZpbGVSZXNwb25zZRJYCgtHZXRDYXBhY2l0eRIjLmNvcnRleC52b2ljZS52MS5HZXRDYXBhY2l0eVJlcXVlc3QaJC5jb3J0ZXgudm9pY2UudjEuR2V0Q2FwYWNpdHlSZXNwb25zZRJ1ChlTdGFydFRyYW5zY3JpcHRpb25TZXNzaW9uEjEuY29ydGV4LnZvaWNlLnYxLlN0YXJ0VHJhbnNjcmlwdGlvblNlc3Npb25SZXF1ZXN0GiMuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVSZXNwb25zZTABEm0KEkFwcGVuZFNlc3Npb25BdWRpbxIqLmNvcnRleC52b2ljZS52MS5BcHBlbmRTZXNzaW9uQXVkaW9SZXF1ZXN0GisuY29ydGV4LnZvaWNlLnYxLkFwcGVuZFNlc3Npb25BdWRpb1Jlc3BvbnNlYgZwcm90bzM", [file_cortex_voice_v1_audio]);
+  fileDesc("CiNjb3J0ZXgvdm9pY2UvdjEvdHJhbnNjcmlwdGlvbi5wcm90bxIPY29ydGV4LnZvaWNlLnYxImcKEVRyYW5zY3JpYmVSZXF1ZXN0EjYKBmNvbmZpZxgBIAEoCzIkLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaXB0aW9uQ29uZmlnSAASDwoFYXVkaW8YAiABKAxIAEIJCgdyZXF1ZXN0IsICChNUcmFuc2NyaXB0aW9uQ29uZmlnEjIKDGF1ZGlvX2Zvcm1hdBgBIAEoCzIcLmNvcnRleC52b2ljZS52MS5BdWRpb0Zvcm1hdBIQCghsYW5ndWFnZRgCIAEoCRIXCg9pbnRlcmltX3Jlc3VsdHMYAyABKAgSGwoTaW50ZXJpbV9pbnRlcnZhbF9tcxgEIAEoDRI3CgtlbmRwb2ludGluZxgFIAEoCzIiLmNvcnRleC52b2ljZS52MS5FbmRwb2ludGluZ0NvbmZpZxI5Cgp0aW1lc3RhbXBzGAYgASgOMiUuY29ydGV4LnZvaWNlLnYxLlRpbWVzdGFtcEdyYW51bGFyaXR5Eg0KBW1vZGVsGAcgASgJEiwKBnJlc3VtZRgIIAEoCzIcLmNvcnRleC52b2ljZS52MS5SZXN1bWVQb2ludCI+CgtSZXN1bWVQb2ludBIRCglvZmZzZXRfbXMYASABKAQSHAoUbmV4dF91dHRlcmFuY2VfaW5kZXgYAiABKA0i9wEKEUVuZHBvaW50aW5nQ29uZmlnEh0KEHNwZWVjaF90aHJlc2hvbGQYASABKAJIAIgBARIjChZtaW5fc3BlZWNoX2R1cmF0aW9uX21zGAIgASgNSAGIAQESJAoXbWluX3NpbGVuY2VfZHVyYXRpb25fbXMYAyABKA1IAogBARIaCg1zcGVlY2hfcGFkX21zGAQgASgNSAOIAQFCEwoRX3NwZWVjaF90aHJlc2hvbGRCGQoXX21pbl9zcGVlY2hfZHVyYXRpb25fbXNCGgoYX21pbl9zaWxlbmNlX2R1cmF0aW9uX21zQhAKDl9zcGVlY2hfcGFkX21zIrgCChJUcmFuc2NyaWJlUmVzcG9uc2USOAoOc3BlZWNoX3N0YXJ0ZWQYASABKAsyHi5jb3J0ZXgudm9pY2UudjEuU3BlZWNoU3RhcnRlZEgAEjQKDHNwZWVjaF9lbmRlZBgCIAEoCzIcLmNvcnRleC52b2ljZS52MS5TcGVlY2hFbmRlZEgAEjMKBnJlc3VsdBgDIAEoCzIhLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaXB0UmVzdWx0SAASOgoPYXVkaW9fY29tbWl0dGVkGAUgASgLMh8uY29ydGV4LnZvaWNlLnYxLkF1ZGlvQ29tbWl0dGVkSAASOAoPc2Vzc2lvbl9zdGFydGVkGAQgASgLMh8uY29ydGV4LnZvaWNlLnYxLlNlc3Npb25TdGFydGVkQgcKBWV2ZW50Im4KDlNlc3Npb25TdGFydGVkEhIKCnNlc3Npb25faWQYASABKAkSFgoOZ2FwX3RpbWVvdXRfbXMYAiABKA0SFwoPaWRsZV90aW1lb3V0X21zGAMgASgNEhcKD21heF9jaHVua19ieXRlcxgEIAEoDSJBCg5BdWRpb0NvbW1pdHRlZBIRCglvZmZzZXRfbXMYASABKAQSHAoUbmV4dF91dHRlcmFuY2VfaW5kZXgYAiABKA0iOwoNU3BlZWNoU3RhcnRlZBIXCg91dHRlcmFuY2VfaW5kZXgYASABKA0SEQoJb2Zmc2V0X21zGAIgASgNIjkKC1NwZWVjaEVuZGVkEhcKD3V0dGVyYW5jZV9pbmRleBgBIAEoDRIRCglvZmZzZXRfbXMYAiABKA0i5wEKEFRyYW5zY3JpcHRSZXN1bHQSDAoEdGV4dBgBIAEoCRIQCghpc19maW5hbBgCIAEoCBIXCg91dHRlcmFuY2VfaW5kZXgYAyABKA0SEAoIc3RhcnRfbXMYBCABKA0SDgoGZW5kX21zGAUgASgNEhAKCGxhbmd1YWdlGAYgASgJEiwKCHNlZ21lbnRzGAcgAygLMhouY29ydGV4LnZvaWNlLnYxLlRpbWVkVGV4dBIpCgV3b3JkcxgIIAMoCzIaLmNvcnRleC52b2ljZS52MS5UaW1lZFRleHQSDQoFbW9kZWwYCSABKAkiOwoJVGltZWRUZXh0EgwKBHRleHQYASABKAkSEAoIc3RhcnRfbXMYAiABKA0SDgoGZW5kX21zGAMgASgNIlwKFVRyYW5zY3JpYmVGaWxlUmVxdWVzdBI0CgZjb25maWcYASABKAsyJC5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdGlvbkNvbmZpZxINCgVhdWRpbxgCIAEoDCJhChZUcmFuc2NyaWJlRmlsZVJlc3BvbnNlEjIKB3Jlc3VsdHMYASADKAsyIS5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmlwdFJlc3VsdBITCgtkdXJhdGlvbl9tcxgCIAEoDSIUChJHZXRDYXBhY2l0eVJlcXVlc3Qi7wEKE0dldENhcGFjaXR5UmVzcG9uc2USGgoSbWF4X2ZpbmFsX2RlbGF5X21zGAEgASgNEg8KB3dvcmtlcnMYAiABKA0SGAoQYWRtaXR0ZWRfc3RyZWFtcxgDIAEoDRISCgpsb2FkX3JhdGlvGAQgASgBEhQKDHNwZWVjaF9yYXRpbxgFIAEoARIeChZtZWFuX3V0dGVyYW5jZV9zZWNvbmRzGAYgASgBEhcKD3JlZnVzZWRfc3RyZWFtcxgHIAEoBBIuCgZtb2RlbHMYCCADKAsyHi5jb3J0ZXgudm9pY2UudjEuTW9kZWxDYXBhY2l0eSKGAgoNTW9kZWxDYXBhY2l0eRINCgVtb2RlbBgBIAEoCRIVCg1maXhlZF9zZWNvbmRzGAIgASgBEiAKGHNlY29uZHNfcGVyX2F1ZGlvX3NlY29uZBgDIAEoARIdChVvYnNlcnZlZF9yZWNvZ25pdGlvbnMYBCABKA0SGAoQYWRtaXR0ZWRfc3RyZWFtcxgFIAEoDRIfChdleHBlY3RlZF9maW5hbF9kZWxheV9tcxgGIAEoARIeChZhbGxvd2VkX2ZpbmFsX2RlbGF5X21zGAcgASgBEhgKEGNhcGFjaXR5X3N0cmVhbXMYCCABKA0SGQoRYXZhaWxhYmxlX3N0cmVhbXMYCSABKA0iWAogU3RhcnRUcmFuc2NyaXB0aW9uU2Vzc2lvblJlcXVlc3QSNAoGY29uZmlnGAEgASgLMiQuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpcHRpb25Db25maWcibQoZQXBwZW5kU2Vzc2lvbkF1ZGlvUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhcKD3NlcXVlbmNlX251bWJlchgCIAEoDRINCgVhdWRpbxgDIAEoDBIUCgxlbmRfb2ZfYXVkaW8YBCABKAgiNgoaQXBwZW5kU2Vzc2lvbkF1ZGlvUmVzcG9uc2USGAoQYWNjZXB0ZWRfdGhyb3VnaBgBIAEoDSqAAQoUVGltZXN0YW1wR3JhbnVsYXJpdHkSJQohVElNRVNUQU1QX0dSQU5VTEFSSVRZX1VOU1BFQ0lGSUVEEAASIQodVElNRVNUQU1QX0dSQU5VTEFSSVRZX1NFR01FTlQQARIeChpUSU1FU1RBTVBfR1JBTlVMQVJJVFlfV09SRBACMo0ECg1UcmFuc2NyaXB0aW9uElkKClRyYW5zY3JpYmUSIi5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZVJlcXVlc3QaIy5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZVJlc3BvbnNlKAEwARJhCg5UcmFuc2NyaWJlRmlsZRImLmNvcnRleC52b2ljZS52MS5UcmFuc2NyaWJlRmlsZVJlcXVlc3QaJy5jb3J0ZXgudm9pY2UudjEuVHJhbnNjcmliZUZpbGVSZXNwb25zZRJYCgtHZXRDYXBhY2l0eRIjLmNvcnRleC52b2ljZS52MS5HZXRDYXBhY2l0eVJlcXVlc3QaJC5jb3J0ZXgudm9pY2UudjEuR2V0Q2FwYWNpdHlSZXNwb25zZRJ1ChlTdGFydFRyYW5zY3JpcHRpb25TZXNzaW9uEjEuY29ydGV4LnZvaWNlLnYxLlN0YXJ0VHJhbnNjcmlwdGlvblNlc3Npb25SZXF1ZXN0GiMuY29ydGV4LnZvaWNlLnYxLlRyYW5zY3JpYmVSZXNwb25zZTABEm0KEkFwcGVuZFNlc3Npb25BdWRpbxIqLmNvcnRleC52b2ljZS52MS5BcHBlbmRTZXNzaW9uQXVkaW9SZXF1ZXN0GisuY29ydGV4LnZvaWNlLnYxLkFwcGVuZFNlc3Npb25BdWRpb1Jlc3BvbnNlYgZwcm90bzM", [file_cortex_voice_v1_audio]);
 
 /**
  * One message of a Transcribe stream: the config first, then audio.
@@ -107,6 +107,20 @@ export type TranscriptionConfig = Message<"cortex.voice.v1.TranscriptionConfig">
    * @generated from field: string model = 7;
    */
   model: string;
+
+  /**
+   * Continue the timeline of an earlier stream from one of its AudioCommitted points, e.g. after its
+   * connection dropped or its server shut down: send the same settings, this field copied from the
+   * last AudioCommitted received, then the earlier stream's audio from that point on (the audio the
+   * client held since it), then new audio. Every offset the server reports is then on the continued
+   * timeline, utterance numbering continues from `next_utterance_index`, and nothing before
+   * `offset_ms` is recognised again. Requires raw PCM (LINEAR16 or FLOAT32): a WAV stream cannot be
+   * continued mid-way (its header does not repeat); send the samples as raw PCM with
+   * sample_rate_hz and channels instead. Unset starts a new timeline at 0.
+   *
+   * @generated from field: cortex.voice.v1.ResumePoint resume = 8;
+   */
+  resume?: ResumePoint | undefined;
 };
 
 /**
@@ -115,6 +129,36 @@ export type TranscriptionConfig = Message<"cortex.voice.v1.TranscriptionConfig">
  */
 export const TranscriptionConfigSchema: GenMessage<TranscriptionConfig> = /*@__PURE__*/
   messageDesc(file_cortex_voice_v1_transcription, 1);
+
+/**
+ * Where a stream continues an earlier stream's timeline: the fields of an AudioCommitted.
+ *
+ * @generated from message cortex.voice.v1.ResumePoint
+ */
+export type ResumePoint = Message<"cortex.voice.v1.ResumePoint"> & {
+  /**
+   * Where this stream's first sample lies on the timeline, in milliseconds: an AudioCommitted's
+   * offset_ms. At most 2147483648 (2^31), and a whole number of input samples at the configured
+   * sample rate (offset_ms x sample_rate_hz divisible by 1000); INVALID_ARGUMENT otherwise.
+   *
+   * @generated from field: uint64 offset_ms = 1;
+   */
+  offsetMs: bigint;
+
+  /**
+   * The index the stream's first utterance gets: an AudioCommitted's next_utterance_index.
+   *
+   * @generated from field: uint32 next_utterance_index = 2;
+   */
+  nextUtteranceIndex: number;
+};
+
+/**
+ * Describes the message cortex.voice.v1.ResumePoint.
+ * Use `create(ResumePointSchema)` to create a new message.
+ */
+export const ResumePointSchema: GenMessage<ResumePoint> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 2);
 
 /**
  * Voice activity detection and endpointing settings. Unset fields use the server's defaults.
@@ -156,7 +200,7 @@ export type EndpointingConfig = Message<"cortex.voice.v1.EndpointingConfig"> & {
  * Use `create(EndpointingConfigSchema)` to create a new message.
  */
 export const EndpointingConfigSchema: GenMessage<EndpointingConfig> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 2);
+  messageDesc(file_cortex_voice_v1_transcription, 3);
 
 /**
  * One event of a Transcribe stream.
@@ -193,6 +237,14 @@ export type TranscribeResponse = Message<"cortex.voice.v1.TranscribeResponse"> &
      */
     value: TranscriptResult;
     case: "result";
+  } | {
+    /**
+     * The audio before a point of the timeline will never be needed again; see AudioCommitted.
+     *
+     * @generated from field: cortex.voice.v1.AudioCommitted audio_committed = 5;
+     */
+    value: AudioCommitted;
+    case: "audioCommitted";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -210,7 +262,7 @@ export type TranscribeResponse = Message<"cortex.voice.v1.TranscribeResponse"> &
  * Use `create(TranscribeResponseSchema)` to create a new message.
  */
 export const TranscribeResponseSchema: GenMessage<TranscribeResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 3);
+  messageDesc(file_cortex_voice_v1_transcription, 4);
 
 /**
  * A live transcription session was opened by StartTranscriptionSession.
@@ -255,7 +307,62 @@ export type SessionStarted = Message<"cortex.voice.v1.SessionStarted"> & {
  * Use `create(SessionStartedSchema)` to create a new message.
  */
 export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 4);
+  messageDesc(file_cortex_voice_v1_transcription, 5);
+
+/**
+ * Everything on the stream's timeline before `offset_ms` is silence or belongs to an utterance
+ * whose final result has been sent: a client that keeps its audio to resume the stream (see
+ * TranscriptionConfig.resume) may drop the audio before this point. Sent whenever the point
+ * advances: after each final result (once the silence after the utterance allows it), every 5 s of
+ * continued silence, and once at the end of the audio the stream processed, after every final
+ * result (also when a draining server ends the stream with UNAVAILABLE, so that a client can resume
+ * on another server where this one stopped). Points only move forward.
+ *
+ * A point inside the audio is chosen so that a stream resumed from it gives the same later speech
+ * events and finals as the uninterrupted stream. It lies in silence (no utterance pending or in
+ * progress from it through the audio analysed when it is sent), at least speech_pad_ms before that
+ * (so the next utterance's leading padding comes after it); on the voice activity detector's 32 ms
+ * frame grid counted from the stream's first sample (so replayed audio is cut into the same frames)
+ * and at a whole number of input samples: a multiple of lcm(32, 1000 / gcd(sample_rate_hz, 1000))
+ * ms past the stream's start (32 ms at 8, 16 or 48 kHz, 160 ms at 44.1 kHz). The detector (Silero, a
+ * recurrent network) carries state from frame to frame, and a resumed stream's detector starts from
+ * its initial state; so every stream restarts its detector from the initial state at each point it
+ * may commit (the first grid frame of each spell with no utterance pending or in progress, then one
+ * every 5 s while the spell lasts), and the resumed stream's detector is in the same state there as
+ * the uninterrupted one's (its 64-sample look-back included).
+ * Audio at rates other than 16 kHz is resampled from the resume point on by a restarted filter,
+ * which differs from the uninterrupted stream's within the filter's length of the point, in
+ * silence; the detector's decisions were the same in every test. Interim results depend on timing
+ * and may differ. The point at the end of the audio is the end of the processed samples, rounded
+ * down to a whole millisecond that is a whole number of input samples (it is not on the frame grid):
+ * a stream resumed from it, after a drain, loses and repeats no audio, but the utterance the drain
+ * flushed has ended there.
+ *
+ * @generated from message cortex.voice.v1.AudioCommitted
+ */
+export type AudioCommitted = Message<"cortex.voice.v1.AudioCommitted"> & {
+  /**
+   * The point on the stream's timeline, in milliseconds.
+   *
+   * @generated from field: uint64 offset_ms = 1;
+   */
+  offsetMs: bigint;
+
+  /**
+   * The index of the first utterance not yet final: every utterance numbered below it has had its
+   * final result sent.
+   *
+   * @generated from field: uint32 next_utterance_index = 2;
+   */
+  nextUtteranceIndex: number;
+};
+
+/**
+ * Describes the message cortex.voice.v1.AudioCommitted.
+ * Use `create(AudioCommittedSchema)` to create a new message.
+ */
+export const AudioCommittedSchema: GenMessage<AudioCommitted> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_transcription, 6);
 
 /**
  * Speech began.
@@ -283,7 +390,7 @@ export type SpeechStarted = Message<"cortex.voice.v1.SpeechStarted"> & {
  * Use `create(SpeechStartedSchema)` to create a new message.
  */
 export const SpeechStartedSchema: GenMessage<SpeechStarted> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 5);
+  messageDesc(file_cortex_voice_v1_transcription, 7);
 
 /**
  * Speech ended.
@@ -311,7 +418,7 @@ export type SpeechEnded = Message<"cortex.voice.v1.SpeechEnded"> & {
  * Use `create(SpeechEndedSchema)` to create a new message.
  */
 export const SpeechEndedSchema: GenMessage<SpeechEnded> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 6);
+  messageDesc(file_cortex_voice_v1_transcription, 8);
 
 /**
  * Recognised text of one utterance.
@@ -389,7 +496,7 @@ export type TranscriptResult = Message<"cortex.voice.v1.TranscriptResult"> & {
  * Use `create(TranscriptResultSchema)` to create a new message.
  */
 export const TranscriptResultSchema: GenMessage<TranscriptResult> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 7);
+  messageDesc(file_cortex_voice_v1_transcription, 9);
 
 /**
  * A piece of text with its place on the stream's timeline.
@@ -424,7 +531,7 @@ export type TimedText = Message<"cortex.voice.v1.TimedText"> & {
  * Use `create(TimedTextSchema)` to create a new message.
  */
 export const TimedTextSchema: GenMessage<TimedText> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 8);
+  messageDesc(file_cortex_voice_v1_transcription, 10);
 
 /**
  * A whole clip to transcribe.
@@ -452,7 +559,7 @@ export type TranscribeFileRequest = Message<"cortex.voice.v1.TranscribeFileReque
  * Use `create(TranscribeFileRequestSchema)` to create a new message.
  */
 export const TranscribeFileRequestSchema: GenMessage<TranscribeFileRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 9);
+  messageDesc(file_cortex_voice_v1_transcription, 11);
 
 /**
  * Every final result of a clip.
@@ -480,7 +587,7 @@ export type TranscribeFileResponse = Message<"cortex.voice.v1.TranscribeFileResp
  * Use `create(TranscribeFileResponseSchema)` to create a new message.
  */
 export const TranscribeFileResponseSchema: GenMessage<TranscribeFileResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 10);
+  messageDesc(file_cortex_voice_v1_transcription, 12);
 
 /**
  * Asks for the live-transcription capacity estimate. No fields.
@@ -495,7 +602,7 @@ export type GetCapacityRequest = Message<"cortex.voice.v1.GetCapacityRequest"> &
  * Use `create(GetCapacityRequestSchema)` to create a new message.
  */
 export const GetCapacityRequestSchema: GenMessage<GetCapacityRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 11);
+  messageDesc(file_cortex_voice_v1_transcription, 13);
 
 /**
  * The live-transcription capacity estimate. Streams are real-time Transcribe streams; their load
@@ -572,7 +679,7 @@ export type GetCapacityResponse = Message<"cortex.voice.v1.GetCapacityResponse">
  * Use `create(GetCapacityResponseSchema)` to create a new message.
  */
 export const GetCapacityResponseSchema: GenMessage<GetCapacityResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 12);
+  messageDesc(file_cortex_voice_v1_transcription, 14);
 
 /**
  * The capacity estimate for streams that use one speech recognition model.
@@ -656,7 +763,7 @@ export type ModelCapacity = Message<"cortex.voice.v1.ModelCapacity"> & {
  * Use `create(ModelCapacitySchema)` to create a new message.
  */
 export const ModelCapacitySchema: GenMessage<ModelCapacity> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 13);
+  messageDesc(file_cortex_voice_v1_transcription, 15);
 
 /**
  * Opens a live transcription session.
@@ -677,7 +784,7 @@ export type StartTranscriptionSessionRequest = Message<"cortex.voice.v1.StartTra
  * Use `create(StartTranscriptionSessionRequestSchema)` to create a new message.
  */
 export const StartTranscriptionSessionRequestSchema: GenMessage<StartTranscriptionSessionRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 14);
+  messageDesc(file_cortex_voice_v1_transcription, 16);
 
 /**
  * One chunk of a session's audio.
@@ -723,7 +830,7 @@ export type AppendSessionAudioRequest = Message<"cortex.voice.v1.AppendSessionAu
  * Use `create(AppendSessionAudioRequestSchema)` to create a new message.
  */
 export const AppendSessionAudioRequestSchema: GenMessage<AppendSessionAudioRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 15);
+  messageDesc(file_cortex_voice_v1_transcription, 17);
 
 /**
  * What a session has accepted.
@@ -745,7 +852,7 @@ export type AppendSessionAudioResponse = Message<"cortex.voice.v1.AppendSessionA
  * Use `create(AppendSessionAudioResponseSchema)` to create a new message.
  */
 export const AppendSessionAudioResponseSchema: GenMessage<AppendSessionAudioResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_transcription, 16);
+  messageDesc(file_cortex_voice_v1_transcription, 18);
 
 /**
  * Timestamps attached to final results.
