@@ -10,6 +10,7 @@ import {
   Code,
   ConnectError,
   createVoiceClient,
+  errorInfoOf,
   ServingStatus,
   type TranscribeResponse,
 } from '../clients/node/index.js';
@@ -133,7 +134,8 @@ describe('the server process', () => {
       );
       assert.ok(drained instanceof ConnectError, 'the Transcribe stream ends with the drain');
       assert.equal(drained.code, Code.Unavailable);
-      assert.equal(drained.metadata.get('cortex-error-reason'), 'DRAINING');
+      assert.equal(errorInfoOf(drained)?.reason, 'DRAINING');
+      assert.match(errorInfoOf(drained)?.metadata.processed_audio_ms ?? '', /^\d+$/);
       assert.match(drained.rawMessage, /audio through \d+\.\d{3} s was transcribed, resend the rest/);
       const finals = transcribed.filter((r) => r.event.case === 'result' && r.event.value.isFinal);
       assert.equal(

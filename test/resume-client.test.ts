@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { VOICE_ERROR_DOMAIN } from '../clients/common/errors.js';
 import { createHeldAudio } from '../clients/common/held-audio.js';
 import { createResumeEventFilter } from '../clients/common/resume-events.js';
 import { retryDelayMs } from '../clients/common/retry-policy.js';
 import { TranscribeResponseSchema } from '../server/gen/cortex/voice/v1/transcription_pb.js';
+import { ErrorInfoSchema, RetryInfoSchema } from '../server/gen/google/rpc/error_details_pb.js';
 import { COMMIT_INTERVAL_MS, createAudioCommits, gridMs } from '../server/service/audio-commits.js';
 
 describe('held audio of a resumable stream', () => {
@@ -63,51 +65,68 @@ describe('resume event filter', () => {
 });
 
 describe('resume retry policy', () => {
-  const error = (code: Code, metadata: Record<string, string> = {}, message = 'x') =>
-    new ConnectError(message, code, metadata);
+  const error = (
+    code: Code,
+    {
+      reason,
+      pushbackMs,
+      message = 'x',
+      trailers = {},
+    }: { reason?: string; pushbackMs?: number; message?: string; trailers?: Record<string, string> } = {},
+  ) => {
+    const metadata: Record<string, string> = { ...trailers };
+    if (pushbackMs !== undefined) metadata['grpc-retry-pushback-ms'] = String(pushbackMs);
+    const failure = new ConnectError(message, code, metadata);
+    if (reason !== undefined) {
+      failure.details.push({ desc: ErrorInfoSchema, value: { reason, domain: VOICE_ERROR_DOMAIN } });
+    }
+    return failure;
+  };
   test('retries UNAVAILABLE, CANCELLED, connection resets and OVER_CAPACITY with a delay, honouring pushback', () => {
-    assert.equal(retryDelayMs(error(Code.Unavailable, { 'cortex-error-reason': 'DRAINING' }), 100), 100);
-    assert.equal(retryDelayMs(error(Code.Unavailable, { 'grpc-retry-pushback-ms': '750' }), 100), 750);
+    assert.equal(retryDelayMs(error(Code.Unavailable, { reason: 'DRAINING' }), 100), 100);
+    assert.equal(retryDelayMs(error(Code.Unavailable, { pushbackMs: 750 }), 100), 750);
     assert.equal(retryDelayMs(error(Code.Canceled), 200), 200);
-    assert.equal(retryDelayMs(error(Code.Aborted, {}, 'read ECONNRESET'), 100), 100);
+    assert.equal(retryDelayMs(error(Code.Aborted, { message: 'read ECONNRESET' }), 100), 100);
     assert.equal(
-      retryDelayMs(
-        error(Code.ResourceExhausted, {
-          'cortex-error-reason': 'OVER_CAPACITY',
-          'grpc-retry-pushback-ms': '2000',
-        }),
-        100,
-      ),
+      retryDelayMs(error(Code.ResourceExhausted, { reason: 'OVER_CAPACITY', pushbackMs: 2000 }), 100),
       2000,
     );
   });
-  test('reads the reason from a google.rpc.ErrorInfo detail', () => {
-    // ErrorInfo { reason: "OVER_CAPACITY" (1), domain: "voice" (2) }; RetryInfo { retry_delay { seconds: 1, nanos: 5e8 } }.
-    const text = (s: string) => [...new TextEncoder().encode(s)];
-    const errorInfo = Uint8Array.from([0x0a, 13, ...text('OVER_CAPACITY'), 0x12, 5, ...text('voice')]);
-    const retryInfo = Uint8Array.from([0x0a, 8, 0x08, 1, 0x10, 0x80, 0xca, 0xb5, 0xee, 0x01]);
+
+  test('reads the reason from ErrorInfo and the delay from RetryInfo as decoded off the wire', () => {
+    const failure = new ConnectError('full', Code.ResourceExhausted);
     // As connect decodes them from grpc-status-details-bin: type names and bytes.
     const wire = [
-      { type: 'google.rpc.ErrorInfo', value: errorInfo },
-      { type: 'google.rpc.RetryInfo', value: retryInfo },
+      {
+        type: ErrorInfoSchema.typeName,
+        value: toBinary(
+          ErrorInfoSchema,
+          create(ErrorInfoSchema, { reason: 'OVER_CAPACITY', domain: VOICE_ERROR_DOMAIN }),
+        ),
+      },
+      {
+        type: RetryInfoSchema.typeName,
+        value: toBinary(
+          RetryInfoSchema,
+          create(RetryInfoSchema, { retryDelay: { seconds: 1n, nanos: 500_000_000 } }),
+        ),
+      },
     ];
-    const failure = new ConnectError('full', Code.ResourceExhausted);
-    failure.details.push(...(wire as unknown as ConnectError['details']));
+    failure.details.push(...wire);
     assert.equal(retryDelayMs(failure, 100), 1500);
   });
 
   test('does not retry what a retry cannot fix', () => {
     assert.equal(retryDelayMs(error(Code.InvalidArgument), 100), undefined);
+    assert.equal(retryDelayMs(error(Code.ResourceExhausted, { reason: 'LIMIT_EXCEEDED' }), 100), undefined);
+    // OVER_CAPACITY without a retry delay: the server did not say when.
+    assert.equal(retryDelayMs(error(Code.ResourceExhausted, { reason: 'OVER_CAPACITY' }), 100), undefined);
+    // An INTERNAL status the server sent (it has grpc-status), not a connection lost mid-stream.
     assert.equal(
-      retryDelayMs(error(Code.ResourceExhausted, { 'cortex-error-reason': 'LIMIT_EXCEEDED' }), 100),
-      undefined,
-    );
-    assert.equal(
-      retryDelayMs(error(Code.ResourceExhausted, { 'cortex-error-reason': 'OVER_CAPACITY' }), 100),
-      undefined,
-    );
-    assert.equal(
-      retryDelayMs(error(Code.Internal, { 'grpc-status': '13' }, 'internal error'), 100),
+      retryDelayMs(
+        error(Code.Internal, { message: 'internal error', trailers: { 'grpc-status': '13' } }),
+        100,
+      ),
       undefined,
     );
   });

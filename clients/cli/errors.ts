@@ -1,5 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { errorReasonOf } from '../shared/errors.js';
+import { errorReasonOf } from '../common/errors.js';
 
 /** A failure the CLI reports in one line and exits on. */
 export class CliError extends Error {

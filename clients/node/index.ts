@@ -15,7 +15,7 @@ export {
   retryDelayOf,
   VOICE_ERROR_DOMAIN,
   type VoiceErrorInfo,
-} from '../shared/errors.js';
+} from '../common/errors.js';
 export { createVoiceClient, type VoiceClient, type VoiceClientOptions } from './client.js';
 export {
   type ResumableCallOptions,

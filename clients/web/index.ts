@@ -16,7 +16,7 @@ export {
   retryDelayOf,
   VOICE_ERROR_DOMAIN,
   type VoiceErrorInfo,
-} from '../shared/errors.js';
+} from '../common/errors.js';
 export type { RetryOptions } from './append-sender.js';
 export { createVoiceWebClient, type VoiceWebClient, type VoiceWebClientOptions } from './client.js';
 export type { LiveSessionApi, LiveSessionMessage, TranscriptionConfigInit } from './live-session.js';

@@ -5,32 +5,43 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import {
   AudioEncoding,
   type ConnectError,
+  errorInfoOf,
+  errorReasonOf,
   type TranscribeResponse,
   type TranscriptResult,
 } from '../../clients/node/index.js';
 import { SynthesizeTextRequestSchema } from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 
-/** The reason a call ended with, from the `cortex-error-reason` trailer. */
+/** The reason a call ended with, from its google.rpc.ErrorInfo. */
 export function reasonOf(error: ConnectError): string | null {
-  return error.metadata.get('cortex-error-reason');
+  return errorReasonOf(error) ?? null;
 }
 
-/** The milliseconds of audio a drained transcription says it processed, from its status message. */
+/**
+ * The milliseconds of audio a drained transcription says it processed: its ErrorInfo's
+ * processed_audio_ms, which the status message must state too.
+ */
 export function processedMsOf(error: ConnectError): number {
+  const processed = errorInfoOf(error)?.metadata.processed_audio_ms;
+  assert.ok(processed !== undefined && /^\d+$/.test(processed), 'ErrorInfo carries processed_audio_ms');
   const match = /audio through (\d+\.\d{3}) s was transcribed, resend the rest to another instance/.exec(
     error.rawMessage,
   );
   assert.ok(match, `a drained transcription says how much was transcribed: ${error.rawMessage}`);
-  return Math.round(Number(match[1]) * 1000);
+  assert.equal(Math.round(Number(match[1]) * 1000), Number(processed), 'the message and ErrorInfo agree');
+  return Number(processed);
 }
 
-/** The characters a drained synthesis says it spoke, from its status message. */
+/** The characters a drained synthesis says it spoke: its ErrorInfo's spoken_text_chars, as its message says. */
 export function spokenCharsOf(error: ConnectError): number {
+  const spoken = errorInfoOf(error)?.metadata.spoken_text_chars;
+  assert.ok(spoken !== undefined && /^\d+$/.test(spoken), 'ErrorInfo carries spoken_text_chars');
   const match = /the text through character (\d+) was spoken, resend the rest to another instance/.exec(
     error.rawMessage,
   );
   assert.ok(match, `a drained synthesis says how much was spoken: ${error.rawMessage}`);
-  return Number(match[1]);
+  assert.equal(Number(match[1]), Number(spoken), 'the message and ErrorInfo agree');
+  return Number(spoken);
 }
 
 /** Where the VAD's analysis of `samples` 16 kHz samples ends: whole 32 ms frames. */
