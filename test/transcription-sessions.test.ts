@@ -7,6 +7,7 @@ import {
   Code,
   ConnectError,
   createVoiceClient,
+  errorInfoOf,
   errorReasonOf,
   type SessionStarted,
   type TranscribeResponse,
@@ -249,6 +250,12 @@ describe('transcription sessions (StartTranscriptionSession + AppendSessionAudio
     assert.equal(reasonOf(failed), 'OUT_OF_ORDER');
     assert.match(failed.rawMessage, /chunk 2 \(sequence_number\) did not arrive within 300 ms/);
     assert.match(failed.rawMessage, /service\.sessions\.gap_timeout_ms/);
+    assert.deepEqual(errorInfoOf(failed)?.metadata, {
+      limit: 'service.sessions.gap_timeout_ms',
+      limit_value: '300',
+      session_id: session.id,
+      missing_sequence_number: '2',
+    });
     const later = await expectError(append(4, three!));
     assert.equal(later.code, Code.FailedPrecondition);
     assert.match(later.rawMessage, /chunk 2 \(sequence_number\) did not arrive/);
@@ -329,6 +336,11 @@ describe('transcription sessions (StartTranscriptionSession + AppendSessionAudio
     assert.equal(idle.code, Code.DeadlineExceeded, idle.rawMessage);
     assert.equal(reasonOf(idle), 'SESSION_IDLE');
     assert.match(idle.rawMessage, /no new audio chunk for 1500 ms \(service\.sessions\.idle_timeout_ms\)/);
+    assert.deepEqual(errorInfoOf(idle)?.metadata, {
+      limit: 'service.sessions.idle_timeout_ms',
+      limit_value: '1500',
+      session_id: session.id,
+    });
     const later = await expectError(
       keyA.transcription.appendSessionAudio({ sessionId: session.id, sequenceNumber: 2 }),
     );

@@ -142,6 +142,7 @@ function checkAddress(allowed: AddressRanges, address: string | undefined): Voic
   return new VoiceError(
     Reason.PermissionDenied,
     `the client address ${address ?? '(unknown)'} is not in security.allowed_ips`,
+    { info: { limit: 'security.allowed_ips' } },
   );
 }
 

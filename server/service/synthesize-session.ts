@@ -177,6 +177,13 @@ export function synthesizeStream(
         throw new VoiceError(
           Reason.LimitExceeded,
           `text: the stream carries more than models.tts.max_stream_text_chars (${deps.limits.maxStreamTextChars}) characters`,
+          {
+            info: {
+              field: 'text',
+              limit: 'models.tts.max_stream_text_chars',
+              limit_value: String(deps.limits.maxStreamTextChars),
+            },
+          },
         );
       }
       schedule(splitter.push(sanitizeText(item.text)));

@@ -63,6 +63,7 @@ export function createSequenceBuffer(options: SequenceBufferOptions): SequenceBu
       throw new VoiceError(
         Reason.OutOfOrder,
         `sequence_number: ${sequence} is past the end of the session's audio, which chunk ${endAt} marked with end_of_audio`,
+        { info: { field: 'sequence_number', end_sequence_number: String(endAt) } },
       );
     }
     if (chunk.end) {
@@ -71,6 +72,7 @@ export function createSequenceBuffer(options: SequenceBufferOptions): SequenceBu
         throw new VoiceError(
           Reason.OutOfOrder,
           `end_of_audio: chunk ${sequence} cannot end the session's audio, chunk ${later} was already received`,
+          { info: { field: 'end_of_audio' } },
         );
       }
     }
@@ -79,6 +81,7 @@ export function createSequenceBuffer(options: SequenceBufferOptions): SequenceBu
       throw new VoiceError(
         Reason.LimitExceeded,
         `sequence_number: ${sequence} is ${ahead} chunks ahead of the next expected one (${acceptedThrough + 1}); a session holds at most ${maxHeldChunks} chunks ahead of a missing one`,
+        { info: { field: 'sequence_number', limit_value: String(maxHeldChunks) } },
       );
     }
   };

@@ -131,6 +131,13 @@ export function createTranscriptionSessions(options: TranscriptionSessionOptions
       const idle = new VoiceError(
         Reason.SessionIdle,
         `session ${id} received no new audio chunk for ${options.idleTimeoutMs} ms (service.sessions.idle_timeout_ms) and has ended`,
+        {
+          info: {
+            limit: 'service.sessions.idle_timeout_ms',
+            limit_value: String(options.idleTimeoutMs),
+            session_id: id,
+          },
+        },
       );
       session.queue.fail(idle);
       session.end(
@@ -150,6 +157,14 @@ export function createTranscriptionSessions(options: TranscriptionSessionOptions
       const failure = new VoiceError(
         Reason.OutOfOrder,
         `session ${id} failed: chunk ${current.missing} (sequence_number) did not arrive within ${options.gapTimeoutMs} ms of the chunks after it (service.sessions.gap_timeout_ms)`,
+        {
+          info: {
+            limit: 'service.sessions.gap_timeout_ms',
+            limit_value: String(options.gapTimeoutMs),
+            session_id: id,
+            missing_sequence_number: String(current.missing),
+          },
+        },
       );
       session.queue.fail(failure);
       session.end(failure);
@@ -167,7 +182,10 @@ export function createTranscriptionSessions(options: TranscriptionSessionOptions
         throw new VoiceError(
           Reason.RateLimited,
           `this caller already has ${count} transcription sessions open (service.sessions.max_per_caller); end one or retry later`,
-          { retryAfterMs: SESSION_LIMIT_RETRY_MS },
+          {
+            retryAfterMs: SESSION_LIMIT_RETRY_MS,
+            info: { limit: 'service.sessions.max_per_caller', limit_value: String(options.maxPerCaller) },
+          },
         );
       }
       const id = randomUUID();
