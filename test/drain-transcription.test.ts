@@ -5,6 +5,7 @@ import {
   AudioEncoding,
   Code,
   createVoiceClient,
+  errorInfoOf,
   type TranscribeResponse,
   type TranscriptionConfigSchema,
 } from '../clients/node/index.js';
@@ -176,6 +177,55 @@ describe('drain: Transcribe over gRPC', () => {
       const speechEndMs = 300 + speechBounds(sentence).endMs;
       assert.ok(finals[0]!.endMs >= speechEndMs - 100, `final ends at ${finals[0]?.endMs} ms`);
       assert.ok(finals[0]!.endMs <= processedMsOf(error) + 32);
+      await stopping;
+    } finally {
+      hold.fire();
+      client.close();
+      await t.stop();
+    }
+  });
+
+  it('ends a resumable stream at its last AudioCommitted point, leaving the utterance in progress to the stream that resumes', async () => {
+    const t = await startServerWithEngines(SERVER);
+    const client = createVoiceClient({ address: t.address });
+    const hold = signalled();
+    try {
+      const audio = concat(silence(0.3), sentence, silence(1.5), sentence, silence(0.1));
+      async function* requests() {
+        yield { request: { case: 'config' as const, value: { ...CONFIG, resumable: true } } };
+        for (const chunk of chunksOf(toLinear16(audio)))
+          yield { request: { case: 'audio' as const, value: chunk } };
+        await hold.promise; // never half-closes
+      }
+      const stream = observe(client.transcription.transcribe(requests()));
+      await stream.until((r) => r.event.case === 'result' && r.event.value.isFinal);
+      await stream.until((r) => r.event.case === 'speechStarted' && r.event.value.utteranceIndex === 1);
+      const stopping = t.stop(500, 5000);
+      const error = await expectError(stream.done);
+      assert.equal(error.code, Code.Unavailable, error.rawMessage);
+      assert.equal(reasonOf(error), 'DRAINING');
+      const commits = stream.seen.flatMap((r) => (r.event.case === 'audioCommitted' ? [r.event.value] : []));
+      const last = commits.at(-1);
+      assert.ok(last !== undefined, 'a commit point was sent after the first final');
+      assert.equal(last.nextUtteranceIndex, 1);
+      const secondStart = stream.seen.find(
+        (r) => r.event.case === 'speechStarted' && r.event.value.utteranceIndex === 1,
+      );
+      assert.ok(
+        secondStart?.event.case === 'speechStarted' &&
+          Number(last.offsetMs) < secondStart.event.value.offsetMs,
+        'the stream is committed no further than before the utterance in progress',
+      );
+      const info = errorInfoOf(error)?.metadata;
+      assert.equal(info?.committed_offset_ms, String(last.offsetMs));
+      assert.equal(info?.processed_audio_ms, String(last.offsetMs));
+      assert.match(error.rawMessage, /resume the stream from its last AudioCommitted point/);
+      const finals = finalsOf(stream.seen);
+      assert.deepEqual(
+        finals.map((f) => f.utteranceIndex),
+        [0],
+        'the utterance in progress is not recognised cut short',
+      );
       await stopping;
     } finally {
       hold.fire();

@@ -122,6 +122,7 @@ program
                 interimIntervalMs: 0,
                 timestamps: 0,
                 model: options.model ?? '',
+                resumable: false,
               },
             },
           };

@@ -110,6 +110,9 @@ export async function* transcribeResumable(
     async function* attemptRequests(attempt: AbortController): AsyncGenerator<TranscribeRequestInit> {
       const value: TranscriptionConfigInit = {
         ...baseConfig,
+        // A drain then ends the stream at its last commit, leaving the utterance in progress whole
+        // for the stream that resumes.
+        resumable: true,
         resume: create(ResumePointSchema, {
           offsetMs: BigInt(resume.offsetMs),
           nextUtteranceIndex: resume.nextUtteranceIndex,

@@ -108,6 +108,7 @@ export function openResumableSession(
     if (ending) sender.end().catch(() => {});
     const config: TranscriptionConfigInit = {
       ...options.config,
+      resumable: true,
       resume: create(ResumePointSchema, {
         offsetMs: BigInt(resume.offsetMs),
         nextUtteranceIndex: resume.nextUtteranceIndex,

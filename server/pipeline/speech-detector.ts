@@ -39,6 +39,11 @@ export interface DetectSpeechOptions {
     at(frameSample: number): boolean;
     open(): VadSession;
   };
+  /**
+   * Asked when the audio ends: false leaves the utterance in progress (and the last partial frame)
+   * unfinished instead of flushing it, for a stream that another will continue. Absent: flush.
+   */
+  readonly flushAtEnd?: () => boolean;
 }
 
 export async function* detectSpeech(
@@ -94,6 +99,7 @@ export async function* detectSpeech(
     }
     const whole = Math.floor(pending.length / frame) * frame;
     if (whole > 0) yield* process(pending.subarray(0, whole));
+    if (options.flushAtEnd?.() === false) return;
     // The last partial frame is too short for the VAD; it continues the last decision.
     const tail = pending.subarray(whole);
     if (tail.length > 0) yield* segmenter.push(tail, lastProbability);

@@ -95,8 +95,15 @@ export function whenFinished(finish: AbortSignal | undefined, callback: () => vo
 }
 
 /** How a transcription cut by a drain ends, after its last final: how much of its audio was transcribed. */
-export function drainedTranscription(processedMs: number): VoiceError {
+export function drainedTranscription(processedMs: number, resumeFromMs?: number): VoiceError {
   const ms = Math.max(0, Math.floor(processedMs));
+  if (resumeFromMs !== undefined) {
+    return new VoiceError(
+      Reason.Draining,
+      `the server is shutting down; audio through ${(ms / 1000).toFixed(3)} s was transcribed, resume the stream from its last AudioCommitted point (${resumeFromMs} ms) on another instance`,
+      { info: { processed_audio_ms: String(ms), committed_offset_ms: String(resumeFromMs) } },
+    );
+  }
   return new VoiceError(
     Reason.Draining,
     `the server is shutting down; audio through ${(ms / 1000).toFixed(3)} s was transcribed, resend the rest to another instance`,

@@ -53,6 +53,14 @@ const INTERIM_PRIORITY = 'interim' as const;
 export interface TranscribeHooks {
   /** How much of the audio has been analysed, in milliseconds from its first sample, after each batch. */
   readonly onProgress?: (offsetMs: number) => void;
+  /** Each AudioCommitted point sent, on the stream's timeline. */
+  readonly onCommit?: (offsetMs: number) => void;
+  /**
+   * Asked when the audio ends: true when the stream ends to be continued by another (a drain cut
+   * the input of a resumable stream), so the utterance in progress is left unrecognised and the
+   * timeline is committed no further than its last point inside the audio.
+   */
+  readonly leaveUnfinished?: () => boolean;
 }
 
 export function transcribeStream(
@@ -82,6 +90,7 @@ export function transcribeStream(
   });
   const commit = (point: CommitPoint | undefined) => {
     if (point === undefined) return;
+    hooks.onCommit?.(point.offsetMs);
     out.push({
       event: {
         case: 'audioCommitted',
@@ -198,6 +207,7 @@ export function transcribeStream(
         at: (frameSample) => commits.restartAt(frameSample, segmenter.quietSince),
         open: () => deps.vad.openSession(),
       },
+      flushAtEnd: () => hooks.leaveUnfinished?.() !== true,
     });
     for await (const event of events) {
       switch (event.type) {
@@ -269,8 +279,10 @@ export function transcribeStream(
     )
     .then(
       () => {
-        // Every final is out: the whole processed audio is committed (also before a drain's error).
-        commit(commits.end(inputSamples, segmenter.nextUtteranceIndex));
+        // Every final is out: the whole processed audio is committed (also before a drain's error),
+        // unless the stream is left for another to continue from its last point.
+        if (hooks.leaveUnfinished?.() !== true)
+          commit(commits.end(inputSamples, segmenter.nextUtteranceIndex));
         out.close();
       },
       (error: unknown) => out.fail(error),

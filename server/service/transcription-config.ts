@@ -22,6 +22,8 @@ export interface TranscriptionSettings {
   readonly speculativeFinals: boolean;
   /** Where the stream starts on its timeline: the resume point; unset, 0 and utterance 0. */
   readonly origin?: StreamOrigin;
+  /** The client resumes a broken stream itself: a drain ends it at its last commit, unflushed. */
+  readonly resumable?: boolean;
 }
 
 const LANGUAGE = /^[a-z]{2,3}$/;
@@ -63,6 +65,7 @@ export function resolveTranscriptionSettings(
     model,
     speculativeFinals: defaults.stt.speculative_finals,
     origin,
+    resumable: config.resumable,
   };
 }
 

@@ -8,8 +8,8 @@ import { admit, admitStream, type SharedServiceParts } from './admission.js';
 import type { CapacityEstimator, CapacityStream } from './capacity.js';
 import type { CallContext, ServiceHandlers } from './context.js';
 import { drainedTranscription, endOnFinish, firstRequest, sessionDrained, whenFinished } from './drain.js';
-import { type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
-import { resolveTranscriptionSettings } from './transcription-config.js';
+import { type TranscribeHooks, type TranscribeSessionDeps, transcribeStream } from './transcribe-session.js';
+import { resolveTranscriptionSettings, type TranscriptionSettings } from './transcription-config.js';
 import {
   ANONYMOUS_OWNER,
   createTranscriptionSessions,
@@ -103,9 +103,9 @@ export function createTranscriptionService(
       using _stream = live.stream;
       // At a drain's grace end the audio input ends: the pipeline flushes as on half-close.
       const audio = endOnFinish(audioOf(iterator), ctx.finishSignal);
-      const progress = trackProgress();
+      const progress = trackProgress(settings, () => audio.cut);
       yield* transcribeStream(audio, settings, live.deps, ctx.signal, progress.hooks);
-      if (audio.cut) throw drainedTranscription(progress.analysedMs);
+      if (audio.cut) throw progress.drained();
     },
 
     async *startTranscriptionSession(request, ctx) {
@@ -129,14 +129,14 @@ export function createTranscriptionService(
       using _finish = whenFinished(ctx.finishSignal, () => {
         cut = session.finish(sessionDrained(session.id));
       });
-      const progress = trackProgress();
+      const progress = trackProgress(settings, () => cut);
       try {
         yield* transcribeStream(session.audio, settings, live.deps, ctx.signal, progress.hooks);
       } catch (error) {
         session.failed(error);
         throw error;
       }
-      if (cut) throw drainedTranscription(progress.analysedMs);
+      if (cut) throw progress.drained();
     },
 
     async appendSessionAudio(request, ctx) {
@@ -214,17 +214,30 @@ function reportingTo(stream: CapacityStream, deps: TranscribeSessionDeps): Trans
   return observed;
 }
 
-/** How far a stream's audio has been analysed, in ms, for the status of a drained stream. */
-function trackProgress() {
-  const progress = {
-    analysedMs: 0,
+/**
+ * How far a stream got, for the status of a drained stream: the audio analysed (all of it final, as
+ * the drain flushed it), or for a resumable stream, which a drain leaves unflushed, its last commit.
+ */
+function trackProgress(settings: TranscriptionSettings, cut: () => boolean) {
+  const originMs = settings.origin?.offsetMs ?? 0;
+  let analysedMs = 0;
+  let committedMs: number | undefined;
+  const resumable = settings.resumable === true;
+  return {
     hooks: {
       onProgress: (offsetMs: number) => {
-        progress.analysedMs = offsetMs;
+        analysedMs = offsetMs;
       },
-    },
+      onCommit: (offsetMs: number) => {
+        committedMs = offsetMs;
+      },
+      leaveUnfinished: () => resumable && cut(),
+    } satisfies TranscribeHooks,
+    drained: () =>
+      resumable
+        ? drainedTranscription(Math.max(0, (committedMs ?? originMs) - originMs), committedMs ?? originMs)
+        : drainedTranscription(analysedMs),
   };
-  return progress;
 }
 
 /**
