@@ -1,0 +1,157 @@
+/**
+ * The server for the soak and chaos runs: server/main.ts's start-up and drain, with an IPC channel
+ * from the driving process and, with --fault-injection, the model workers' test-only job kinds
+ * (`workerTestHooks`). Fault injection lives here, in bench code, never in production config.
+ *
+ *   node dist/bench/chaos-server.js --config file.yaml [--fault-injection]   (spawned with an IPC channel)
+ *
+ * Messages in (`ChaosCommand`): crash a model worker (`crash`: a `crash` job, which the pool hands
+ * to whichever worker is free next; `arm`: the next recognition's worker exits in the middle of
+ * it), `stats` (heap, handles, event-loop delay, pool restarts), `gc` (with --expose-gc) and
+ * `snapshot` (v8.writeHeapSnapshot). Each gets one `ChaosReply` with the same `id`.
+ */
+
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { getHeapStatistics, writeHeapSnapshot } from 'node:v8';
+import { createVoiceServer } from '../server/app.js';
+import { loadConfig } from '../server/config.js';
+import { createLogger } from '../server/observability/logger.js';
+
+export type ChaosCommand =
+  | { readonly id: number; readonly type: 'crash'; readonly pool: 'vad' | 'inference' }
+  | { readonly id: number; readonly type: 'arm' }
+  | { readonly id: number; readonly type: 'stats' }
+  | { readonly id: number; readonly type: 'gc' }
+  | { readonly id: number; readonly type: 'snapshot'; readonly file: string };
+
+export interface ServerStats {
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly heapTotalBytes: number;
+  readonly externalBytes: number;
+  readonly arrayBuffersBytes: number;
+  /** Handles and requests keeping the loop alive (process.getActiveResourcesInfo()), by type. */
+  readonly resources: Record<string, number>;
+  /** Event-loop delay since the previous `stats`, ms. */
+  readonly loopDelayP99Ms: number;
+  readonly loopDelayMaxMs: number;
+  readonly restarts: { readonly vad: number; readonly inference: number };
+  readonly mallocedBytes: number;
+}
+
+export type ChaosReply =
+  | { readonly id: number; readonly ok: true; readonly stats?: ServerStats; readonly file?: string }
+  | { readonly id: number; readonly ok: false; readonly error: string };
+
+const { values } = parseArgs({
+  options: { config: { type: 'string', short: 'c' }, 'fault-injection': { type: 'boolean' } },
+  strict: true,
+});
+const config = loadConfig({ file: values.config });
+const logger = createLogger(config.logging);
+// The soak runs the workers as production does; only the chaos run asks for the crash job kinds.
+const server = createVoiceServer(config, logger, { workerTestHooks: values['fault-injection'] === true });
+const { grpcPort, webPort, metricsPort } = await server.start();
+logger.info({ grpcPort, webPort, metricsPort, host: config.service.host }, 'listening');
+server.loadEngines().then(
+  () => logger.info({ health: server.health.status('') }, 'engines loaded'),
+  (error: unknown) => logger.error({ err: error }, 'model workers failed to start'),
+);
+
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const never = new AbortController().signal;
+
+process.on('message', (message: ChaosCommand) => {
+  handle(message).then(
+    (reply) => process.send?.(reply),
+    (error: unknown) =>
+      process.send?.({
+        id: message.id,
+        ok: false,
+        error: error instanceof Error ? error.message : String(error),
+      } satisfies ChaosReply),
+  );
+});
+
+async function handle(command: ChaosCommand): Promise<ChaosReply> {
+  const pools = server.workerPools;
+  switch (command.type) {
+    case 'crash':
+    case 'arm': {
+      if (pools === undefined) throw new Error('the model workers are not started');
+      const pool = command.type === 'crash' ? pools[command.pool] : pools.inference;
+      // Test-only job kinds: not in the engines' job map, so the call is untyped here.
+      const run = pool.run.bind(pool) as unknown as (
+        kind: string,
+        payload: unknown,
+        options: { priority: number; signal: AbortSignal },
+      ) => Promise<unknown>;
+      const job =
+        command.type === 'crash'
+          ? run('crash', { mode: 'exit' }, { priority: 0, signal: never })
+          : run('crashOnNextRecognize', null, { priority: 0, signal: never });
+      // A crash job never answers: its worker dies and the pool fails it with WORKER_CRASHED.
+      await job.catch(() => {});
+      return { id: command.id, ok: true };
+    }
+    case 'stats':
+      return { id: command.id, ok: true, stats: stats() };
+    case 'gc': {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (gc === undefined) throw new Error('start the server with --expose-gc');
+      gc();
+      return { id: command.id, ok: true };
+    }
+    case 'snapshot':
+      return { id: command.id, ok: true, file: writeHeapSnapshot(command.file) };
+  }
+}
+
+function stats(): ServerStats {
+  const memory = process.memoryUsage();
+  const resources: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) resources[kind] = (resources[kind] ?? 0) + 1;
+  const result: ServerStats = {
+    rssBytes: memory.rss,
+    heapUsedBytes: memory.heapUsed,
+    heapTotalBytes: memory.heapTotal,
+    externalBytes: memory.external,
+    arrayBuffersBytes: memory.arrayBuffers,
+    resources,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    loopDelayMaxMs: loopDelay.max / 1e6,
+    restarts: {
+      vad: server.workerPools?.vad.stats().restarts ?? 0,
+      inference: server.workerPools?.inference.stats().restarts ?? 0,
+    },
+    mallocedBytes: getHeapStatistics().malloced_memory,
+  };
+  loopDelay.reset();
+  return result;
+}
+
+let stopping = false;
+const stop = (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal, graceSeconds: config.service.drain_grace_seconds }, 'draining');
+  server.stop().then(
+    () => {
+      logger.info('stopped');
+      logger.flush(() => process.exit(0));
+    },
+    (error: unknown) => {
+      logger.error({ err: error }, 'drain failed');
+      logger.flush(() => process.exit(1));
+    },
+  );
+};
+process.on('unhandledRejection', (reason) => {
+  logger.error({ err: reason }, 'unhandled promise rejection (a bug); the server keeps running');
+});
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
+// The driving process went away: drain as on SIGTERM rather than linger.
+process.on('disconnect', () => stop('disconnect'));
