@@ -7,7 +7,8 @@ type Command = ChaosCommand extends infer C ? (C extends ChaosCommand ? Omit<C, 
 export interface ServerControl {
   /** Resolves with the reply; rejects when the server answers an error, is gone, or takes over `timeoutMs`. */
   request(command: Command, timeoutMs?: number): Promise<ChaosReply & { ok: true }>;
-  stats(): Promise<ServerStats>;
+  /** The main thread's figures, and with `workers` (and --test-hooks) each worker thread's. */
+  stats(workers?: boolean): Promise<ServerStats>;
 }
 
 export function createServerControl(service: RunningService): ServerControl {
@@ -39,8 +40,8 @@ export function createServerControl(service: RunningService): ServerControl {
   };
   return {
     request,
-    async stats() {
-      const reply = await request({ type: 'stats' }, 10_000);
+    async stats(workers = false) {
+      const reply = await request({ type: 'stats', workers }, 15_000);
       if (reply.stats === undefined) throw new Error('the server sent no stats');
       return reply.stats;
     },

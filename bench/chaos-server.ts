@@ -1,9 +1,9 @@
 /**
  * The server for the soak and chaos runs: server/main.ts's start-up and drain, with an IPC channel
- * from the driving process and, with --fault-injection, the model workers' test-only job kinds
- * (`workerTestHooks`). Fault injection lives here, in bench code, never in production config.
+ * from the driving process and, with --test-hooks, the model workers' test-only job kinds
+ * (`workerTestHooks`: crashes, and each worker thread's own memory figures). Fault injection lives here, in bench code, never in production config.
  *
- *   node dist/bench/chaos-server.js --config file.yaml [--fault-injection]   (spawned with an IPC channel)
+ *   node dist/bench/chaos-server.js --config file.yaml [--test-hooks]   (spawned with an IPC channel)
  *
  * Messages in (`ChaosCommand`): crash a model worker (`crash`: a `crash` job, which the pool hands
  * to whichever worker is free next; `arm`: the next recognition's worker exits in the middle of
@@ -17,11 +17,12 @@ import { getHeapStatistics, writeHeapSnapshot } from 'node:v8';
 import { createVoiceServer } from '../server/app.js';
 import { loadConfig } from '../server/config.js';
 import { createLogger } from '../server/observability/logger.js';
+import type { WorkerMemory } from '../server/workers/messages.js';
 
 export type ChaosCommand =
   | { readonly id: number; readonly type: 'crash'; readonly pool: 'vad' | 'inference' }
   | { readonly id: number; readonly type: 'arm' }
-  | { readonly id: number; readonly type: 'stats' }
+  | { readonly id: number; readonly type: 'stats'; readonly workers?: boolean }
   | { readonly id: number; readonly type: 'gc' }
   | { readonly id: number; readonly type: 'snapshot'; readonly file: string };
 
@@ -38,6 +39,8 @@ export interface ServerStats {
   readonly loopDelayMaxMs: number;
   readonly restarts: { readonly vad: number; readonly inference: number };
   readonly mallocedBytes: number;
+  /** Each model worker thread's isolate (with --test-hooks and `workers: true`), by pool. */
+  readonly workers?: readonly (WorkerMemory & { readonly pool: string })[];
 }
 
 export type ChaosReply =
@@ -45,13 +48,15 @@ export type ChaosReply =
   | { readonly id: number; readonly ok: false; readonly error: string };
 
 const { values } = parseArgs({
-  options: { config: { type: 'string', short: 'c' }, 'fault-injection': { type: 'boolean' } },
+  options: { config: { type: 'string', short: 'c' }, 'test-hooks': { type: 'boolean' } },
   strict: true,
 });
 const config = loadConfig({ file: values.config });
 const logger = createLogger(config.logging);
-// The soak runs the workers as production does; only the chaos run asks for the crash job kinds.
-const server = createVoiceServer(config, logger, { workerTestHooks: values['fault-injection'] === true });
+// The soak runs the workers as production does unless it asks for their memory figures; the
+// chaos run needs the crash job kinds.
+const testHooks = values['test-hooks'] === true;
+const server = createVoiceServer(config, logger, { workerTestHooks: testHooks });
 const { grpcPort, webPort, metricsPort } = await server.start();
 logger.info({ grpcPort, webPort, metricsPort, host: config.service.host }, 'listening');
 server.loadEngines().then(
@@ -96,8 +101,12 @@ async function handle(command: ChaosCommand): Promise<ChaosReply> {
       await job.catch(() => {});
       return { id: command.id, ok: true };
     }
-    case 'stats':
-      return { id: command.id, ok: true, stats: stats() };
+    case 'stats': {
+      const main = stats();
+      if (command.workers !== true || !testHooks || pools === undefined)
+        return { id: command.id, ok: true, stats: main };
+      return { id: command.id, ok: true, stats: { ...main, workers: await workerMemory(pools) } };
+    }
     case 'gc': {
       const gc = (globalThis as { gc?: () => void }).gc;
       if (gc === undefined) throw new Error('start the server with --expose-gc');
@@ -107,6 +116,33 @@ async function handle(command: ChaosCommand): Promise<ChaosReply> {
     case 'snapshot':
       return { id: command.id, ok: true, file: writeHeapSnapshot(command.file) };
   }
+}
+
+/**
+ * Asks every worker for its memory: as many `memory` jobs at once as the pool has workers, each
+ * taken by a free worker (a busy pool may answer twice from one thread; duplicates are dropped).
+ */
+async function workerMemory(
+  pools: NonNullable<typeof server.workerPools>,
+): Promise<(WorkerMemory & { pool: string })[]> {
+  const ask = async (name: 'vad' | 'inference') => {
+    const pool = pools[name];
+    const run = pool.run.bind(pool) as unknown as (
+      kind: string,
+      payload: unknown,
+      options: { priority: number; signal: AbortSignal },
+    ) => Promise<WorkerMemory>;
+    const answers = await Promise.all(
+      Array.from({ length: pool.stats().workers }, () =>
+        run('memory', {}, { priority: 2, signal: AbortSignal.timeout(10_000) }).catch(() => undefined),
+      ),
+    );
+    const byThread = new Map<number, WorkerMemory & { pool: string }>();
+    for (const answer of answers)
+      if (answer !== undefined) byThread.set(answer.threadId, { ...answer, pool: name });
+    return [...byThread.values()];
+  };
+  return [...(await ask('vad')), ...(await ask('inference'))];
 }
 
 function stats(): ServerStats {

@@ -17,6 +17,8 @@ export interface LoadPlan {
   readonly sampleSeconds: number;
   /** performance.max_final_delay_ms for the server; 0 (the default here) turns admission by capacity off. */
   readonly maxFinalDelayMs: number;
+  /** performance.tts_cache_mb for the server; undefined keeps its default. */
+  readonly ttsCacheMb: number | undefined;
   readonly json: string | undefined;
   readonly execArgv: readonly string[];
 }
@@ -26,6 +28,8 @@ export interface SoakPlan extends LoadPlan {
   readonly warmupMinutes: number;
   /** A folder for heap snapshots of the server's main thread after warm-up and at the end. */
   readonly heapSnapshots: string | undefined;
+  /** Sample each model worker thread's heap too (turns the workers' test-only job kinds on). */
+  readonly workerMemory: boolean;
 }
 
 export const CHAOS_PHASES = ['workers', 'drain', 'slow-readers', 'resets'] as const;
@@ -52,6 +56,7 @@ const LOAD_OPTIONS = {
   resume: { type: 'boolean', default: false },
   'sample-seconds': { type: 'string', default: '5' },
   'max-final-delay-ms': { type: 'string', default: '0' },
+  'tts-cache-mb': { type: 'string' },
   json: { type: 'string' },
   'node-option': { type: 'string', multiple: true },
 } as const;
@@ -75,6 +80,7 @@ function loadPlan(values: {
   resume: boolean;
   'sample-seconds': string;
   'max-final-delay-ms': string;
+  'tts-cache-mb'?: string | undefined;
   json?: string | undefined;
   'node-option'?: string[] | undefined;
 }): LoadPlan {
@@ -92,6 +98,10 @@ function loadPlan(values: {
     resume: values.resume,
     sampleSeconds: number('sample-seconds', values['sample-seconds'], 1, 600),
     maxFinalDelayMs: Math.round(number('max-final-delay-ms', values['max-final-delay-ms'], 0, 60_000)),
+    ttsCacheMb:
+      values['tts-cache-mb'] === undefined
+        ? undefined
+        : Math.round(number('tts-cache-mb', values['tts-cache-mb'], 0, 16_384)),
     json: values.json,
     execArgv: values['node-option'] ?? [],
   };
@@ -105,6 +115,7 @@ export function parseSoakPlan(argv: readonly string[]): SoakPlan {
       minutes: { type: 'string', default: '10' },
       'warmup-minutes': { type: 'string', default: '1' },
       'heap-snapshots': { type: 'string' },
+      'worker-memory': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -114,6 +125,7 @@ export function parseSoakPlan(argv: readonly string[]): SoakPlan {
     minutes,
     warmupMinutes: Math.min(number('warmup-minutes', values['warmup-minutes'], 0, 60), minutes / 2),
     heapSnapshots: values['heap-snapshots'],
+    workerMemory: values['worker-memory'],
   };
 }
 

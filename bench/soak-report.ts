@@ -94,6 +94,8 @@ export function minuteRows(samples: readonly Sample[]): string[][] {
     fmt(s.heapTotalMiB, 1),
     fmt(s.externalMiB, 1),
     fmt(s.arrayBuffersMiB, 1),
+    fmt(s.workerHeapMiB, 1),
+    fmt(s.workerExternalMiB, 1),
     fmt(s.handles),
     fmt(s.loopP99Ms, 1),
     fmt(s.activeStreams),
@@ -112,6 +114,8 @@ export const MINUTE_HEADER = [
   'heap total',
   'external',
   'array buffers',
+  'workers heap',
+  'workers external',
   'handles',
   'loop p99 ms',
   'streams open',
@@ -125,6 +129,10 @@ export function renderSoak(result: SoakResult): string {
   const { tally, samples } = result;
   const rss = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.rssMiB);
   const heap = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.heapUsedMiB);
+  const external = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.externalMiB);
+  const workerHeap = samples.some((s) => Number.isFinite(s.workerHeapMiB))
+    ? growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.workerHeapMiB)
+    : undefined;
   const loops = samples.map((s) => s.loopP99Ms).filter(Number.isFinite);
   const handles = samples.map((s) => s.handles);
   const lines = [
@@ -162,6 +170,8 @@ export function renderSoak(result: SoakResult): string {
         ['server process', result.serverExit ?? 'alive to the end', 'never dies'],
         ['RSS after warm-up → end of load', describeGrowth(rss), 'growth < 5 %'],
         ['heap used after warm-up → end of load', describeGrowth(heap), '–'],
+        ['main thread external memory after warm-up → end', describeGrowth(external), '–'],
+        ['worker threads heap after warm-up → end', describeGrowth(workerHeap), '–'],
         [
           'after the load stopped (idle)',
           result.idle === undefined

@@ -17,6 +17,9 @@ export interface Sample {
   readonly heapTotalMiB: number;
   readonly externalMiB: number;
   readonly arrayBuffersMiB: number;
+  /** The model worker threads' heaps and external memory, summed (NaN unless asked for). */
+  readonly workerHeapMiB: number;
+  readonly workerExternalMiB: number;
   /** Handles keeping the server's loop alive (sockets, timers, worker ports…). */
   readonly handles: number;
   /** Event-loop delay over the interval since the previous sample, ms. */
@@ -54,6 +57,7 @@ export function startSampler(
   served: () => Served | undefined,
   counts: () => ClientCounts,
   everyMs: number,
+  options: { readonly workers?: boolean } = {},
 ): Sampler {
   const started = performance.now();
   const samples: Sample[] = [];
@@ -62,7 +66,7 @@ export function startSampler(
     if (current === undefined || current.service.exited() !== undefined) return undefined;
     const { service, control } = current;
     try {
-      const [stats, metrics] = await Promise.all([control.stats(), service.scrape()]);
+      const [stats, metrics] = await Promise.all([control.stats(options.workers === true), service.scrape()]);
       const client = counts();
       const taken: Sample = {
         at: (performance.now() - started) / 1000,
@@ -72,6 +76,8 @@ export function startSampler(
         heapTotalMiB: stats.heapTotalBytes / MiB,
         externalMiB: stats.externalBytes / MiB,
         arrayBuffersMiB: stats.arrayBuffersBytes / MiB,
+        workerHeapMiB: sumOf(stats.workers, (worker) => worker.heapUsed) / MiB,
+        workerExternalMiB: sumOf(stats.workers, (worker) => worker.external) / MiB,
         handles: metrics.value('nodejs_active_handles_total'),
         loopP99Ms: stats.loopDelayP99Ms,
         activeStreams: metrics.value('voice_active_streams'),
@@ -90,4 +96,9 @@ export function startSampler(
   };
   const timer = setInterval(() => void sample(), everyMs);
   return { samples, sample, stop: () => clearInterval(timer) };
+}
+
+function sumOf<T>(items: readonly T[] | undefined, pick: (item: T) => number): number {
+  if (items === undefined || items.length === 0) return Number.NaN;
+  return items.reduce((total, item) => total + pick(item), 0);
 }

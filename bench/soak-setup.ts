@@ -61,7 +61,8 @@ export async function prepare(plan: LoadPlan, log: (line: string) => void): Prom
 }
 
 export interface ServerOptions {
-  readonly faultInjection?: boolean;
+  /** The workers' test-only job kinds: crashes (chaos) and their memory figures (soak --worker-memory). */
+  readonly testHooks?: boolean;
   /** Bind this gRPC port (a restart after a drain, so that clients find the server where it was). */
   readonly grpcPort?: number;
   readonly drainGraceSeconds?: number;
@@ -80,12 +81,15 @@ export async function startServer(
     maxFinalDelayMs: plan.maxFinalDelayMs,
   });
   const service = sections.service as Record<string, unknown>;
+  if (plan.ttsCacheMb !== undefined) {
+    (sections.performance as Record<string, unknown>).tts_cache_mb = plan.ttsCacheMb;
+  }
   if (options.grpcPort !== undefined) service.port = options.grpcPort;
   if (options.drainGraceSeconds !== undefined) service.drain_grace_seconds = options.drainGraceSeconds;
   const running = await startService(sections, cleanEnv(), {
     script: fileURLToPath(new URL('./chaos-server.js', import.meta.url)),
     execArgv: plan.execArgv,
-    args: options.faultInjection === true ? ['--fault-injection'] : [],
+    args: options.testHooks === true ? ['--test-hooks'] : [],
     ipc: true,
   });
   return { service: running, control: createServerControl(running) };

@@ -7,7 +7,8 @@
  *
  *   node dist/bench/soak.js [--minutes 10] [--streams 6] [--utterances 4] [--model moonshine-tiny]
  *                           [--speed 1] [--no-replies] [--warmup-minutes 1] [--sample-seconds 5]
- *                           [--heap-snapshots DIR] [--node-option --expose-gc] [--json FILE]
+ *                           [--heap-snapshots DIR] [--worker-memory] [--node-option=--expose-gc]
+ *                           [--max-final-delay-ms 0] [--json FILE]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -27,7 +28,7 @@ const IDLE_SECONDS = 10;
 const setup = await prepare(plan, log);
 let served: Served | undefined;
 try {
-  served = await startServer(setup, plan);
+  served = await startServer(setup, plan, { testHooks: plan.workerMemory });
   const { service, control } = served;
   log(
     `server pid ${service.pid} ready in ${service.startSeconds.toFixed(1)} s; load for ${plan.minutes} min`,
@@ -45,6 +46,7 @@ try {
     () => served,
     () => ({ streams: load.tally.streams, finals: load.tally.finals, replies: load.tally.synthOk }),
     plan.sampleSeconds * 1000,
+    { workers: plan.workerMemory },
   );
   await sampler.sample();
   const snapshot = async (name: string) => {
@@ -104,6 +106,12 @@ try {
           ? 'off (max_final_delay_ms 0: a steady load on a noisy machine)'
           : `max_final_delay_ms ${plan.maxFinalDelayMs}`,
       ],
+      [
+        'sentence cache',
+        plan.ttsCacheMb === undefined
+          ? 'the default performance.tts_cache_mb (64)'
+          : `performance.tts_cache_mb ${plan.ttsCacheMb}`,
+      ],
       ['warm-up', `${plan.warmupMinutes} min; samples every ${plan.sampleSeconds} s`],
     ],
     tally: load.tally,
@@ -115,7 +123,7 @@ try {
     loadAtStart,
     loadAtEnd: loadavg(),
     notes: [
-      'RSS is the whole server process: the main thread, the model worker threads and their onnxruntime arenas; heap figures are the main thread only.',
+      'RSS is the whole server process: the main thread, the model worker threads and their onnxruntime arenas (native memory no heap figure shows); heap and external figures are the main thread unless the column says workers (--worker-memory).',
       'A final is owed when the utterance and the pause after it (min_silence_ms + 300 ms) went out before the stream ended.',
     ],
   };
