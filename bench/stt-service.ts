@@ -30,7 +30,8 @@ export interface ServerSettings {
  */
 export function benchConfig(settings: ServerSettings): Record<string, unknown> {
   return {
-    service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2 },
+    // Ephemeral ports for gRPC and the web port too: runs side by side must not collide on 8080.
+    service: { host: '127.0.0.1', port: 0, web_port: 0, drain_grace_seconds: 2 },
     models: {
       cache_dir: settings.cacheDir,
       allow_downloads: false,
