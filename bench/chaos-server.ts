@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { getHeapStatistics, writeHeapSnapshot } from 'node:v8';
 import { createVoiceServer } from '../server/app.js';
 import { loadConfig } from '../server/config.js';
+import type { CachedSynthesizer } from '../server/engines/cached-synthesizer.js';
 import { createLogger } from '../server/observability/logger.js';
 import type { WorkerMemory } from '../server/workers/messages.js';
 
@@ -39,6 +40,8 @@ export interface ServerStats {
   readonly loopDelayMaxMs: number;
   readonly restarts: { readonly vad: number; readonly inference: number };
   readonly mallocedBytes: number;
+  /** Audio the sentence cache holds (performance.tts_cache_mb bounds it). */
+  readonly ttsCacheBytes: number;
   /** Each model worker thread's isolate (with --test-hooks and `workers: true`), by pool. */
   readonly workers?: readonly (WorkerMemory & { readonly pool: string })[];
 }
@@ -163,6 +166,8 @@ function stats(): ServerStats {
       inference: server.workerPools?.inference.stats().restarts ?? 0,
     },
     mallocedBytes: getHeapStatistics().malloced_memory,
+    ttsCacheBytes:
+      (server.engines.synthesizer.current() as Partial<CachedSynthesizer> | undefined)?.cachedBytes ?? 0,
   };
   loopDelay.reset();
   return result;

@@ -17,6 +17,8 @@ export interface SoakResult {
   readonly loadAtStart: readonly number[];
   readonly loadAtEnd: readonly number[];
   readonly notes: readonly string[];
+  /** The sentence cache's lookups over the run (voice_tts_cache_requests_total). */
+  readonly cache: { readonly hits: number; readonly misses: number } | undefined;
 }
 
 /** Least-squares slope of `value` over the samples, per minute. */
@@ -94,6 +96,7 @@ export function minuteRows(samples: readonly Sample[]): string[][] {
     fmt(s.heapTotalMiB, 1),
     fmt(s.externalMiB, 1),
     fmt(s.arrayBuffersMiB, 1),
+    fmt(s.ttsCacheMiB, 1),
     fmt(s.workerHeapMiB, 1),
     fmt(s.workerExternalMiB, 1),
     fmt(s.handles),
@@ -114,6 +117,7 @@ export const MINUTE_HEADER = [
   'heap total',
   'external',
   'array buffers',
+  'TTS cache',
   'workers heap',
   'workers external',
   'handles',
@@ -129,6 +133,8 @@ export function renderSoak(result: SoakResult): string {
   const { tally, samples } = result;
   const rss = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.rssMiB);
   const heap = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.heapUsedMiB);
+  const rssNet = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.rssMiB - s.ttsCacheMiB);
+  const cacheFill = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.ttsCacheMiB);
   const external = growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.externalMiB);
   const workerHeap = samples.some((s) => Number.isFinite(s.workerHeapMiB))
     ? growth(samples, result.warmupSeconds, result.loadSeconds, (s) => s.workerHeapMiB)
@@ -166,9 +172,18 @@ export function renderSoak(result: SoakResult): string {
           `${tally.synthOk} of ${tally.synthCalls} complete, ${fmt(tally.synthBytes / 1024 / 1024, 1)} MiB of audio`,
           '–',
         ],
+        [
+          'sentence cache lookups',
+          result.cache === undefined
+            ? '–'
+            : `${fmt(result.cache.hits)} hits, ${fmt(result.cache.misses)} misses (each miss adds a sentence until performance.tts_cache_mb is full)`,
+          '–',
+        ],
         ['errors', errorSummary(tally.errors), '–'],
         ['server process', result.serverExit ?? 'alive to the end', 'never dies'],
         ['RSS after warm-up → end of load', describeGrowth(rss), 'growth < 5 %'],
+        ['RSS less the sentence cache', describeGrowth(rssNet), '–'],
+        ['sentence cache (bounded LRU)', describeGrowth(cacheFill), '≤ performance.tts_cache_mb'],
         ['heap used after warm-up → end of load', describeGrowth(heap), '–'],
         ['main thread external memory after warm-up → end', describeGrowth(external), '–'],
         ['worker threads heap after warm-up → end', describeGrowth(workerHeap), '–'],

@@ -17,6 +17,8 @@ export interface Sample {
   readonly heapTotalMiB: number;
   readonly externalMiB: number;
   readonly arrayBuffersMiB: number;
+  /** Audio the sentence cache holds: main-thread external memory that fills up to performance.tts_cache_mb. */
+  readonly ttsCacheMiB: number;
   /** The model worker threads' heaps and external memory, summed (NaN unless asked for). */
   readonly workerHeapMiB: number;
   readonly workerExternalMiB: number;
@@ -76,6 +78,7 @@ export function startSampler(
         heapTotalMiB: stats.heapTotalBytes / MiB,
         externalMiB: stats.externalBytes / MiB,
         arrayBuffersMiB: stats.arrayBuffersBytes / MiB,
+        ttsCacheMiB: stats.ttsCacheBytes / MiB,
         workerHeapMiB: sumOf(stats.workers, (worker) => worker.heapUsed) / MiB,
         workerExternalMiB: sumOf(stats.workers, (worker) => worker.external) / MiB,
         handles: metrics.value('nodejs_active_handles_total'),

@@ -78,6 +78,14 @@ try {
   if (plan.execArgv.includes('--expose-gc')) await control.request({ type: 'gc' }).catch(() => undefined);
   const idle = await sampler.sample();
   sampler.stop();
+  const metrics = await service.scrape().catch(() => undefined);
+  const cache =
+    metrics === undefined
+      ? undefined
+      : {
+          hits: metrics.value('voice_tts_cache_requests_total', { result: 'hit' }),
+          misses: metrics.value('voice_tts_cache_requests_total', { result: 'miss' }),
+        };
   await snapshot('soak-2-end');
 
   const result: SoakResult = {
@@ -122,7 +130,11 @@ try {
     serverExit: service.exited(),
     loadAtStart,
     loadAtEnd: loadavg(),
+    cache,
     notes: [
+      ...(plan.heapSnapshots === undefined
+        ? []
+        : ['Heap snapshots stop the server for seconds: the worst event-loop delay includes them.']),
       'RSS is the whole server process: the main thread, the model worker threads and their onnxruntime arenas (native memory no heap figure shows); heap and external figures are the main thread unless the column says workers (--worker-memory).',
       'A final is owed when the utterance and the pause after it (min_silence_ms + 300 ms) went out before the stream ended.',
     ],
