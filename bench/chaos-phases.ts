@@ -196,7 +196,7 @@ const resets: Phase = async (ctx, activeSeconds) => {
   return {
     actions: `${count} Transcribe streams cut 1–8 s in (${RESET_KINDS.map((kind) => `${Math.ceil(count / RESET_KINDS.length)} ${kind}`).join(', ')}), each on its own connection`,
     details: [
-      `3 s after the last reset the server had ${fmt(open)} Transcribe streams open, the load ${ours} (more on the server: streams of reset connections not cleaned up)`,
+      `3 s after the last reset the server had ${fmt(open)} Transcribe streams open, the load ${ours}: ${open > ours ? `${fmt(open - ours)} streams of reset connections left open` : 'none of the reset ones left open'}`,
     ],
     peakRssMiB: peak(),
   };
