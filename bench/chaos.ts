@@ -26,7 +26,7 @@ const plan = parseChaosPlan(process.argv.slice(2));
 const log = (line: string) => process.stderr.write(`[chaos] ${line}\n`);
 const loadAtStart = loadavg();
 /** The end of each phase without faults, so that the streams they hit end inside the phase. */
-const settleSeconds = Math.min(20, plan.phaseSeconds / 3);
+const settleSeconds = Math.round(Math.min(20, plan.phaseSeconds / 3));
 const serverOptions = { testHooks: true, drainGraceSeconds: plan.drainGraceSeconds };
 
 const setup = await prepare(plan, log);
@@ -133,7 +133,9 @@ try {
       rssEndMiB,
       server: await liveness(current),
     });
-    log(`phase ${phase}: ${tally.lost} of ${tally.sent} owed finals lost; server ${results.at(-1)?.server}`);
+    log(
+      `phase ${phase}: ${tally.lost} of ${tally.sent} owed finals lost so far; server ${results.at(-1)?.server}`,
+    );
   }
   await load.stop();
   sampler.stop();
