@@ -30,7 +30,8 @@ export interface ServerSettings {
  */
 export function benchConfig(settings: ServerSettings): Record<string, unknown> {
   return {
-    service: { host: '127.0.0.1', port: 0, drain_grace_seconds: 2 },
+    // Ephemeral ports for gRPC and the web port too: runs side by side must not collide on 8080.
+    service: { host: '127.0.0.1', port: 0, web_port: 0, drain_grace_seconds: 2 },
     models: {
       cache_dir: settings.cacheDir,
       allow_downloads: false,
@@ -66,29 +67,58 @@ export function cleanEnv(): NodeJS.ProcessEnv {
 
 export interface RunningService {
   readonly pid: number;
+  /** The ports the server bound (a restarted server can ask for the same gRPC port). */
+  readonly grpcPort: number;
+  readonly metricsPort: number;
   readonly client: VoiceClient;
   readonly metricsUrl: string;
   /** Seconds from spawn until the engines were loaded and health said SERVING. */
   readonly startSeconds: number;
   /** How the server process ended ("exit code 134", "signal SIGKILL"), or undefined while it runs. */
   exited(): string | undefined;
+  /** Settles with how the process ended ("exit code 0", "signal SIGKILL"). */
+  readonly ended: Promise<string>;
+  /** Sends a message over the IPC channel (only with `launch.ipc`); false when it is gone. */
+  send(message: unknown): boolean;
+  /** The IPC messages the server sends back (only with `launch.ipc`). */
+  onMessage(listener: (message: unknown) => void): void;
+  /** Sends a signal to the server process alone. */
+  kill(signal: NodeJS.Signals): void;
   scrape(): Promise<MetricsSnapshot>;
   stop(): Promise<void>;
+}
+
+/** How to run the server process: another entry than server/main.js, node flags, an IPC channel. */
+export interface Launch {
+  /** The entry script (default: dist/server/main.js); it must log "listening" and "engines loaded" as main does. */
+  readonly script?: string;
+  readonly execArgv?: readonly string[];
+  /** Arguments after `--config <file>`. */
+  readonly args?: readonly string[];
+  readonly ipc?: boolean;
 }
 
 /** Starts `node <dist>/server/main.js --config <file>` with the given config sections. */
 export async function startService(
   sections: Record<string, unknown>,
   env: NodeJS.ProcessEnv,
+  launch: Launch = {},
 ): Promise<RunningService> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-config-'));
   const file = join(dir, 'config.yaml');
   writeFileSync(file, stringify(sections));
-  const main = fileURLToPath(new URL('../server/main.js', import.meta.url));
+  const main = launch.script ?? fileURLToPath(new URL('../server/main.js', import.meta.url));
   const started = performance.now();
-  const child = spawn(process.execPath, [main, '--config', file], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env,
+  const child = spawn(
+    process.execPath,
+    [...(launch.execArgv ?? []), main, '--config', file, ...(launch.args ?? [])],
+    {
+      stdio: launch.ipc === true ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+      env,
+    },
+  );
+  const ended = new Promise<string>((resolve) => {
+    child.once('exit', (code, signal) => resolve(signal === null ? `exit code ${code}` : `signal ${signal}`));
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('the server process did not start');
@@ -154,8 +184,14 @@ export async function startService(
   const metricsUrl = `http://127.0.0.1:${ports.metricsPort}/metrics`;
   return {
     pid,
+    grpcPort: ports.grpcPort,
+    metricsPort: ports.metricsPort,
     client,
     metricsUrl,
+    ended,
+    send: (message) => child.connected && child.send(message as object),
+    onMessage: (listener) => child.on('message', listener),
+    kill: (signal) => child.kill(signal),
     startSeconds: (performance.now() - started) / 1000,
     exited() {
       if (child.exitCode !== null) return `exit code ${child.exitCode}`;

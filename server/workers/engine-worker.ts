@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Reason, VoiceError } from '../errors.js';
 import { type JobHandler, type JobOutcome, loadEngines } from './engine-host.js';
 import type { EngineWorkerData, FromWorker, TestJobs, ToWorker, WireError } from './messages.js';
@@ -148,6 +148,11 @@ function testHandlers(): Map<string, JobHandler> {
     },
     async lastTransfer() {
       return { result: lastTransfer.map((buffer) => buffer.byteLength) };
+    },
+    async memory({ gc }) {
+      if (gc === true) (globalThis as { gc?: () => void }).gc?.();
+      const { heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+      return { result: { threadId, heapUsed, heapTotal, external, arrayBuffers } };
     },
   };
   return new Map(Object.entries(hooks) as [string, JobHandler][]);

@@ -170,7 +170,18 @@ export type TestJobs = {
   crashOnNextRecognize: { payload: null; result: null };
   /** Byte lengths, in the worker, of the buffers the previous result transferred (0 = transferred). */
   lastTransfer: { payload: null; result: readonly number[] };
+  /** The worker thread's own heap and external memory (soak runs), after a GC when `gc` and --expose-gc. */
+  memory: { payload: { readonly gc?: boolean }; result: WorkerMemory };
 };
+
+/** What one worker thread's isolate holds, in bytes (process.memoryUsage() inside the thread). */
+export interface WorkerMemory {
+  readonly threadId: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+}
 
 /** A map of job kinds; a pool is typed by the one its workers serve. */
 export type JobMap = { [kind: string]: { payload: unknown; result: unknown } };
