@@ -4,7 +4,7 @@
  * SynthesizeText of a reply, read to the end, as an avatar would answer. What it sent, what came
  * back and how it ended go into a tally; nothing is asserted.
  */
-import { AudioEncoding, Code, ConnectError, type VoiceClient } from '../clients/node/index.js';
+import { AudioEncoding, Code, ConnectError, errorReasonOf, type VoiceClient } from '../clients/node/index.js';
 import type { Tally } from './soak-tally.js';
 import { matchUtterance, SAMPLE_RATE, type StreamAudio, toLinear16 } from './stt-audio.js';
 
@@ -97,13 +97,11 @@ export async function runTurn(
   let events = 0;
   let failure: string | undefined;
   let refused = false;
-  const callOptions = options.resume ? ({ resume: true } as Record<string, unknown>) : {};
   try {
-    for await (const response of client.transcription.transcribe(requests(), callOptions)) {
+    for await (const response of client.transcribe(requests(), { resume: options.resume })) {
       const event = response.event;
       events += 1;
-      // AudioCommitted comes with resumable streams (a newer server); this client's types may predate it.
-      if ((event.case as string | undefined) === 'audioCommitted') committed += 1;
+      if (event.case === 'audioCommitted') committed += 1;
       if (event.case !== 'result' || !event.value.isFinal) continue;
       finals += 1;
       const index = matchUtterance(audio.utterances, event.value.startMs, event.value.endMs);
@@ -175,8 +173,8 @@ async function reply(client: VoiceClient, tally: () => Tally): Promise<void> {
 /** "Transcribe UNAVAILABLE draining": the method, the gRPC code and the server's reason, if any. */
 export function errorKey(method: string, error: unknown): string {
   const failure = ConnectError.from(error);
-  const reason = failure.metadata.get('cortex-error-reason');
-  return `${method} ${codeName(failure.code)}${reason === null ? '' : ` ${reason}`}`;
+  const reason = errorReasonOf(failure);
+  return `${method} ${codeName(failure.code)}${reason === undefined ? '' : ` ${reason}`}`;
 }
 
 /** The gRPC name of a code: RESOURCE_EXHAUSTED, not connect's ResourceExhausted. */
