@@ -18,6 +18,7 @@ import { createVoiceServer } from '../server/app.js';
 import { loadConfig } from '../server/config.js';
 import type { CachedSynthesizer } from '../server/engines/cached-synthesizer.js';
 import { createLogger } from '../server/observability/logger.js';
+import { installShutdown } from '../server/shutdown.js';
 import type { WorkerMemory } from '../server/workers/messages.js';
 
 export type ChaosCommand =
@@ -173,26 +174,6 @@ function stats(): ServerStats {
   return result;
 }
 
-let stopping = false;
-const stop = (signal: string) => {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal, graceSeconds: config.service.drain_grace_seconds }, 'draining');
-  server.stop().then(
-    () => {
-      logger.info('stopped');
-      logger.flush(() => process.exit(0));
-    },
-    (error: unknown) => {
-      logger.error({ err: error }, 'drain failed');
-      logger.flush(() => process.exit(1));
-    },
-  );
-};
-process.on('unhandledRejection', (reason) => {
-  logger.error({ err: reason }, 'unhandled promise rejection (a bug); the server keeps running');
-});
-process.on('SIGTERM', () => stop('SIGTERM'));
-process.on('SIGINT', () => stop('SIGINT'));
+const { stop } = installShutdown(server, config, logger);
 // The driving process went away: drain as on SIGTERM rather than linger.
 process.on('disconnect', () => stop('disconnect'));

@@ -4,6 +4,7 @@ import { createVoiceServer, type VoiceServer } from './app.js';
 import { type Config, ConfigError, loadConfig, redactedConfig } from './config.js';
 import { Reason, VoiceError } from './errors.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { installShutdown } from './shutdown.js';
 
 /** Composition root: load config, build the server, start it, drain on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -52,36 +53,7 @@ async function main(): Promise<void> {
     },
   );
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info(
-      {
-        signal,
-        graceSeconds: config.service.drain_grace_seconds,
-        flushSeconds: config.service.drain_flush_seconds,
-      },
-      'draining',
-    );
-    server.stop().then(
-      () => {
-        logger.info('stopped');
-        logger.flush(() => process.exit(0));
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, 'drain failed');
-        logger.flush(() => process.exit(1));
-      },
-    );
-  };
-  // A promise rejected with no handler is a bug; it must cost at most the call it belongs to,
-  // not the process and every other call in it.
-  process.on('unhandledRejection', (reason) => {
-    logger.error({ err: reason }, 'unhandled promise rejection (a bug); the server keeps running');
-  });
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  installShutdown(server, config, logger);
 }
 
 main().catch((error: unknown) => {

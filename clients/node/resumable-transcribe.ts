@@ -1,5 +1,5 @@
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { type Client, Code, ConnectError } from '@connectrpc/connect';
+import { type Client, ConnectError } from '@connectrpc/connect';
 import { AudioEncoding } from '../../server/gen/cortex/voice/v1/audio_pb.js';
 import {
   ResumePointSchema,
@@ -8,6 +8,7 @@ import {
   type Transcription,
   type TranscriptionConfigSchema,
 } from '../../server/gen/cortex/voice/v1/transcription_pb.js';
+import { abortableDelay } from '../common/abortable-delay.js';
 import { createHeldAudio } from '../common/held-audio.js';
 import { createResumeEventFilter } from '../common/resume-events.js';
 import { retryDelayMs } from '../common/retry-policy.js';
@@ -158,7 +159,7 @@ export async function* transcribeResumable(
         const pause = callerSignal.aborted ? undefined : retryDelayMs(failure, delay);
         failures += 1;
         if (pause === undefined || failures > (options.attempts ?? 8)) throw failure;
-        await sleep(pause, callerSignal);
+        await abortableDelay(pause, callerSignal);
         delay = Math.min(delay * 2, options.maxDelayMs ?? 5000);
       } finally {
         attempt.abort();
@@ -183,23 +184,4 @@ function rawFormat(config: TranscriptionConfigInit): { frameBytes: number; sampl
     throw new TypeError('transcribe: resume needs audio_format.sample_rate_hz and channels');
   }
   return { frameBytes: (encoding === AudioEncoding.LINEAR16 ? 2 : 4) * channels, sampleRate };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(cancelled(signal));
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(cancelled(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-function cancelled(signal: AbortSignal): ConnectError {
-  return new ConnectError('the call was cancelled', Code.Canceled, undefined, undefined, signal.reason);
 }

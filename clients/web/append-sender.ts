@@ -1,4 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
+import { abortableDelay, abortError } from '../common/abortable-delay.js';
 
 /** One append of a live session: what the unary RPC carries besides the session id. */
 export interface AppendChunk {
@@ -83,7 +84,7 @@ export function createAppendSender(options: AppendSenderOptions): AppendSender {
         const error = ConnectError.from(reason);
         if (options.signal.aborted || attempt >= attempts || !RETRYABLE.has(error.code)) throw error;
         const pushback = Number(error.metadata.get('grpc-retry-pushback-ms'));
-        await pause(Number.isFinite(pushback) && pushback > 0 ? pushback : delay, options.signal);
+        await abortableDelay(Number.isFinite(pushback) && pushback > 0 ? pushback : delay, options.signal);
         delay = Math.min(delay * 2, 2000);
       }
     }
@@ -141,22 +142,4 @@ function take(queue: Uint8Array[], maxBytes: number): Uint8Array {
     offset += part.length;
   }
   return merged;
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortError(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-export function abortError(signal: AbortSignal): ConnectError {
-  return new ConnectError('the call was cancelled', Code.Canceled, undefined, undefined, signal.reason);
 }

@@ -1,7 +1,7 @@
 import type { Client } from '@connectrpc/connect';
 import { AudioEncoding } from '../../server/gen/cortex/voice/v1/audio_pb.js';
 import type { Synthesis } from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
-import { abortError } from './append-sender.js';
+import { abortError } from '../common/abortable-delay.js';
 
 export interface SpeakOptions {
   /** A voice id from ListVoices; the server's default otherwise. */
