@@ -122,7 +122,7 @@ const drain: Phase = async (ctx, activeSeconds) => {
     actions: `SIGTERM with ${openAtSignal} streams open; the server ${exit === 'exit code 0' ? 'exited 0' : `ended with ${exit}`} after ${fmt(drainSeconds, 1)} s (drain_grace_seconds ${ctx.plan.drainGraceSeconds}); a new server took streams ${fmt(downSeconds, 1)} s after the signal${next.service.grpcPort === port ? ', on the same port' : `, on port ${next.service.grpcPort} (the old one was taken)`}`,
     details: [
       `new server pid ${next.service.pid}, ready in ${fmt(next.service.startSeconds, 1)} s`,
-      'an owed final that did not come is lost; an utterance the drain cut mid-speech is "cut": its audio reached the server, so a drain that flushes recognises it anyway ("got a final"), and a resumed stream finishes it',
+      'an owed final that did not come is lost; an utterance whose speech had begun to go out when the drain ended its stream is "cut"; of those, the ones whose speech the server read (by its DRAINING processed_audio_ms; at least min_speech_duration) are owed a final by a drain that flushes, and a resumed stream finishes every one',
     ],
     peakRssMiB: peak(),
   };

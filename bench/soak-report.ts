@@ -159,7 +159,7 @@ export function renderSoak(result: SoakResult): string {
         ],
         [
           'utterances cut by a stream end',
-          `${tally.cut} (${tally.cutWithFinal} of them still got a final)`,
+          `${tally.cut} (${tally.cutWithFinal} of them still got a final); ${tally.cutReceived} read by the server (${tally.cutReceivedWithFinal} got a final)`,
           '–',
         ],
         [

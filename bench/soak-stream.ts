@@ -4,7 +4,14 @@
  * SynthesizeText of a reply, read to the end, as an avatar would answer. What it sent, what came
  * back and how it ended go into a tally; nothing is asserted.
  */
-import { AudioEncoding, Code, ConnectError, errorReasonOf, type VoiceClient } from '../clients/node/index.js';
+import {
+  AudioEncoding,
+  Code,
+  ConnectError,
+  errorInfoOf,
+  errorReasonOf,
+  type VoiceClient,
+} from '../clients/node/index.js';
 import type { Tally } from './soak-tally.js';
 import { matchUtterance, SAMPLE_RATE, type StreamAudio, toLinear16 } from './stt-audio.js';
 
@@ -26,6 +33,9 @@ export interface TurnOptions {
    */
   readonly owedAfterMs: number;
 }
+
+/** The server's default min_speech_duration_ms (250): less speech than this makes no utterance. */
+const MIN_SPEECH_SAMPLES = 0.25 * SAMPLE_RATE;
 
 /** The client to use now; a chaos run swaps it when it restarts the server. */
 export interface Target {
@@ -65,6 +75,8 @@ export async function runTurn(
   const chunkSamples = Math.round((options.chunkMs / 1000) * SAMPLE_RATE);
   const owedSamples = Math.round((options.owedAfterMs / 1000) * SAMPLE_RATE);
   let sentSamples = 0;
+  /** How far the server read the stream, when it said so (a drain's processed_audio_ms). */
+  let readSamples: number | undefined;
   async function* requests() {
     yield {
       request: {
@@ -112,6 +124,8 @@ export async function runTurn(
     }
   } catch (error) {
     failure = errorKey('Transcribe', error);
+    const processed = errorInfoOf(error)?.metadata.processed_audio_ms;
+    if (processed !== undefined && !options.resume) readSamples = (Number(processed) / 1000) * SAMPLE_RATE;
     refused = events === 0 && ConnectError.from(error).code === Code.ResourceExhausted;
   }
   await Promise.all(synths);
@@ -131,7 +145,7 @@ export async function runTurn(
   t.unmatched += unmatched;
   t.duplicates += duplicates;
   t.committedEvents += committed;
-  audio.utterances.forEach((_, index) => {
+  audio.utterances.forEach((utterance, index) => {
     if (owed[index]) {
       t.sent += 1;
       if (!seen.has(index)) {
@@ -142,9 +156,13 @@ export async function runTurn(
           );
         }
       }
-    } else {
+    } else if (utterance.speechStart < sentSamples) {
       t.cut += 1;
       if (seen.has(index)) t.cutWithFinal += 1;
+      if (utterance.speechStart + MIN_SPEECH_SAMPLES <= (readSamples ?? sentSamples)) {
+        t.cutReceived += 1;
+        if (seen.has(index)) t.cutReceivedWithFinal += 1;
+      }
     }
   });
   return failure;

@@ -11,9 +11,19 @@ export interface Tally {
   sent: number;
   /** Owed utterances that got no final. */
   lost: number;
-  /** Utterances the stream's end or failure cut before their pause went out, and those that still got a final. */
+  /**
+   * Utterances whose speech had begun to go out when the stream's end or failure cut them (before
+   * their pause went out), and those that still got a final.
+   */
   cut: number;
   cutWithFinal: number;
+  /**
+   * Of the cut ones, those of which the server read at least min_speech_duration (by the
+   * processed_audio_ms of its DRAINING error, else all it was sent), and those that got a final:
+   * a drain that flushes owes them one.
+   */
+  cutReceived: number;
+  cutReceivedWithFinal: number;
   finals: number;
   /** Finals that matched no utterance of the audio, or one that already had its final. */
   unmatched: number;
@@ -38,6 +48,8 @@ export function createTally(): Tally {
     lost: 0,
     cut: 0,
     cutWithFinal: 0,
+    cutReceived: 0,
+    cutReceivedWithFinal: 0,
     finals: 0,
     unmatched: 0,
     duplicates: 0,

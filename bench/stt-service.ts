@@ -3,7 +3,7 @@
  * 127.0.0.1 with ephemeral ports, driven over gRPC by the Node client.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -107,6 +107,8 @@ export async function startService(
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-config-'));
   const file = join(dir, 'config.yaml');
   writeFileSync(file, stringify(sections));
+  // BENCH_SERVER_LOG=file keeps the server's log lines, for looking into a run afterwards.
+  const serverLog = process.env.BENCH_SERVER_LOG;
   const main = launch.script ?? fileURLToPath(new URL('../server/main.js', import.meta.url));
   const started = performance.now();
   const child = spawn(
@@ -141,6 +143,7 @@ export async function startService(
     });
     // The server's JSON log lines must be read all the time, or a full pipe would stall it.
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      if (serverLog !== undefined) appendFileSync(serverLog, `${line}\n`);
       let record: {
         msg?: string;
         grpcPort?: number;
