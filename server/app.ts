@@ -2,7 +2,7 @@ import { type Config, ConfigError } from './config.js';
 import { loadApiKeys } from './edge/api-keys.js';
 import { createClientTokens, generateClientTokenSecret } from './edge/client-token.js';
 import { createEdge } from './edge/edge.js';
-import { createCachedSynthesizer } from './engines/cached-synthesizer.js';
+import { type CachedSynthesizer, createCachedSynthesizer } from './engines/cached-synthesizer.js';
 import { createEngineSlot, type EngineSlot } from './engines/engine-slot.js';
 import { deviceProblem } from './engines/onnx-device.js';
 import type { SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector } from './engines/types.js';
@@ -221,7 +221,7 @@ export function createVoiceServer(
   /** The reason last logged for each engine that is not available. */
   const unavailableFor = new Map<string, string>();
   /** The workers' synthesizer behind the cache in the slot: the cache is kept while it is the same. */
-  let cachedFor: { synthesizer: unknown; cached: SpeechSynthesizer } | undefined;
+  let cachedFor: { synthesizer: unknown; cached: CachedSynthesizer } | undefined;
 
   /** Called at start-up and on every change of the workers' engines (a pool recovered or went down). */
   function fillSlots({ vad, recognizer, synthesizer, unavailable, recognitionCosts }: RemoteEngines): void {
@@ -251,6 +251,8 @@ export function createVoiceServer(
       };
     }
     fill(engines.synthesizer, synthesizer && cachedFor?.cached, unavailable.synthesizer);
+    const cache = cachedFor?.cached;
+    metrics.observeTtsCache(() => cache?.cachedBytes ?? 0);
   }
 
   /** Downloads what is missing, then reloads the inference workers so that they serve it. */

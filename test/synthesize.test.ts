@@ -636,10 +636,12 @@ describe('Synthesis over gRPC', () => {
     const sentence = `Your order number ${Date.now()} is confirmed.`;
     const hits = () => metric(t, 'voice_tts_cache_requests_total', { result: 'hit' });
     const misses = () => metric(t, 'voice_tts_cache_requests_total', { result: 'miss' });
-    const [hitsBefore, missesBefore] = [await hits(), await misses()];
+    const cachedBytes = () => metric(t, 'voice_tts_cache_bytes');
+    const [hitsBefore, missesBefore, bytesBefore] = [await hits(), await misses(), await cachedBytes()];
     const first = await speakText(sentence);
     assert.equal(await misses(), missesBefore + 1);
     assert.equal(await hits(), hitsBefore);
+    assert.ok((await cachedBytes()) > bytesBefore, 'the new sentence is held, and the gauge says so');
     const second = await speakText(sentence);
     assert.equal(await hits(), hitsBefore + 1, 'the second call is a cache hit');
     assert.equal(await misses(), missesBefore + 1);

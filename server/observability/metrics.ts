@@ -39,6 +39,7 @@ export function createMetrics() {
   // Dashboards that sum by method or code see every protocol together, as before the label.
   const callLabels = ['grpc_type', 'grpc_service', 'grpc_method', 'protocol'] as const;
   let capacitySource: (() => CapacityFigures) | undefined;
+  let ttsCacheBytes: () => number = () => 0;
   let capacityRead: { at: number; figures: CapacityFigures } | undefined;
   const capacity = (): CapacityFigures | undefined => {
     if (capacitySource === undefined) return undefined;
@@ -80,6 +81,10 @@ export function createMetrics() {
     observeCapacity(source: () => CapacityFigures): void {
       capacitySource = source;
       capacityRead = undefined;
+    },
+    /** Where voice_tts_cache_bytes reads the sentence cache's size from at each scrape. */
+    observeTtsCache(bytes: () => number): void {
+      ttsCacheBytes = bytes;
     },
     started: new Counter({
       name: 'grpc_server_started_total',
@@ -190,6 +195,14 @@ export function createMetrics() {
       help: 'Seconds of audio received for transcription or produced by synthesis.',
       labelNames: ['direction'],
       registers: [registry],
+    }),
+    ttsCacheSize: new Gauge({
+      name: 'voice_tts_cache_bytes',
+      help: 'Bytes of audio held by the synthesized-sentence cache (at most performance.tts_cache_mb).',
+      registers: [registry],
+      collect() {
+        this.set(ttsCacheBytes());
+      },
     }),
     ttsCache: new Counter({
       name: 'voice_tts_cache_requests_total',
