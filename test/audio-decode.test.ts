@@ -8,7 +8,11 @@ import { create } from '@bufbuild/protobuf';
 import { Reason, VoiceError } from '../server/errors.js';
 import { AudioEncoding, AudioFormatSchema } from '../server/gen/cortex/voice/v1/audio_pb.js';
 import { createAudioDecoder, decodeAudio } from '../server/pipeline/audio-decode.js';
-import { type InputFormat, validateInputFormat } from '../server/pipeline/audio-format.js';
+import {
+  type InputFormat,
+  validateInputFormat,
+  validateOutputFormat,
+} from '../server/pipeline/audio-format.js';
 import { seededRandom } from './helpers/random.js';
 import { concat } from './helpers/speech.js';
 
@@ -137,11 +141,11 @@ describe('validateInputFormat', () => {
     );
     expectField(
       () => validateInputFormat(format(AudioEncoding.UNSPECIFIED, 16000, 1)),
-      'config.audio_format.encoding: missing; allowed LINEAR16, FLOAT32, WAV',
+      'config.audio_format.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW',
     );
     expectField(
       () => validateInputFormat(format(99, 16000, 1)),
-      'config.audio_format.encoding: 99 is not a known encoding; allowed LINEAR16, FLOAT32, WAV',
+      'config.audio_format.encoding: 99 is not a known encoding; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW',
     );
     expectField(
       () => validateInputFormat(format(AudioEncoding.LINEAR16, 0, 1)),
@@ -479,4 +483,82 @@ describe('WAV decoding', () => {
       /^audio: the audio is empty: no WAV header$/,
     );
   });
+});
+
+describe('G.711 μ-law and A-law (telephony)', () => {
+  const formats = {
+    mulaw: { sox: 'ul', encoding: AudioEncoding.MULAW },
+    alaw: { sox: 'al', encoding: AudioEncoding.ALAW },
+  } as const;
+  let dir = '';
+  let speech = new Uint8Array(0);
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'audio-decode-g711-'));
+    const espeak = join(dir, 'espeak.wav');
+    execFileSync('espeak-ng', ['-w', espeak, 'Your call is important to us.']);
+    speech = new Uint8Array(readFileSync(espeak));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** What sox makes of `bytes` in `type` (ul, al): 16-bit linear samples. */
+  function soxDecode(type: string, bytes: Uint8Array, channels = 1): Int16Array {
+    const raw = execFileSync(
+      'sox',
+      ['-t', type, '-r', '8000', '-c', String(channels), '-', '-t', 's16', '-c', String(channels), '-'],
+      { input: bytes, stdio: ['pipe', 'pipe', 'ignore'] },
+    );
+    return new Int16Array(Uint8Array.from(raw).buffer);
+  }
+
+  for (const [name, { sox, encoding }] of Object.entries(formats)) {
+    test(`${name}: every one of the 256 codes expands to sox's 16-bit value`, () => {
+      const codes = Uint8Array.from({ length: 256 }, (_, code) => code);
+      const decoded = decodeAudio(
+        { encoding: name as 'mulaw', sampleRate: 8000, channels: 1 },
+        codes,
+      ).samples;
+      const reference = soxDecode(sox, codes);
+      assert.deepEqual(
+        Array.from(decoded, (value) => Math.round(value * 0x8000)),
+        Array.from(reference),
+      );
+    });
+
+    test(`${name}: 8 kHz speech encoded by sox decodes as sox decodes it, for any chunking, mono or stereo`, () => {
+      const encoded = execFileSync('sox', ['-t', 'wav', '-', '-r', '8000', '-t', sox, '-'], {
+        input: speech,
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
+      const bytes = Uint8Array.from(encoded);
+      const format: InputFormat = { encoding: name as 'mulaw', sampleRate: 8000, channels: 1 };
+      const samples = assertChunkingInvariant(format, bytes);
+      assert.equal(samples.length, bytes.length);
+      assert.deepEqual(
+        Array.from(samples, (value) => Math.round(value * 0x8000)),
+        Array.from(soxDecode(sox, bytes)),
+      );
+      const stereo = new Uint8Array(bytes.length * 2);
+      for (let i = 0; i < bytes.length; i++) {
+        stereo[2 * i] = bytes[i] ?? 0;
+        stereo[2 * i + 1] = bytes[i] ?? 0;
+      }
+      assert.deepEqual(assertChunkingInvariant({ ...format, channels: 2 }, stereo), samples);
+    });
+
+    test(`${name}: accepted for input with its rate and channels, refused for output naming the field`, () => {
+      const input = validateInputFormat(
+        create(AudioFormatSchema, { encoding, sampleRateHz: 8000, channels: 1 }),
+      );
+      assert.deepEqual(input, { encoding: name, sampleRate: 8000, channels: 1 });
+      assert.throws(
+        () => validateInputFormat(create(AudioFormatSchema, { encoding, channels: 1 })),
+        /config\.audio_format\.sample_rate_hz: 0 is out of range; allowed 8000 to 48000/,
+      );
+      assert.throws(
+        () => validateOutputFormat(encoding, 8000),
+        /^ConnectError: \[invalid_argument\] config\.encoding: (MULAW|ALAW) is accepted for input only; allowed LINEAR16, FLOAT32, WAV$/,
+      );
+    });
+  }
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -298,13 +299,52 @@ describe('Transcribe', () => {
     );
   });
 
+  it('transcribes 8 kHz μ-law and A-law made by sox into the utterances of the LINEAR16 original', async () => {
+    const wav = createAudioEncoder({ encoding: 'wav', sampleRate: RATE }).encode(clip);
+    const telephony = (type: string) =>
+      Uint8Array.from(
+        execFileSync('sox', ['-t', 'wav', '-', '-r', '8000', '-t', type, '-'], {
+          input: wav,
+          stdio: ['pipe', 'pipe', 'ignore'],
+        }),
+      );
+    const transcribeAs = async (encoding: AudioEncoding, audio: Uint8Array) =>
+      (
+        await t.client.transcription.transcribeFile({
+          config: { audioFormat: { encoding, sampleRateHz: 8000, channels: 1 } },
+          audio,
+        })
+      ).results.map((r) => ({ index: r.utteranceIndex, startMs: r.startMs, endMs: r.endMs, text: r.text }));
+    const original = await transcribeAs(AudioEncoding.LINEAR16, telephony('s16'));
+    assert.equal(original.length, 3, "the 8 kHz original has the clip's three utterances");
+    for (const [encoding, type] of [
+      [AudioEncoding.MULAW, 'ul'],
+      [AudioEncoding.ALAW, 'al'],
+    ] as const) {
+      const results = await transcribeAs(encoding, telephony(type));
+      assert.deepEqual(
+        results.map((r) => [r.index, r.text]),
+        original.map((r) => [r.index, r.text]),
+        AudioEncoding[encoding],
+      );
+      for (const [i, result] of results.entries()) {
+        const reference = original[i]!;
+        assert.ok(
+          Math.abs(result.startMs - reference.startMs) <= 64 &&
+            Math.abs(result.endMs - reference.endMs) <= 64,
+          `${AudioEncoding[encoding]} utterance ${i}: ${result.startMs}–${result.endMs} ms vs ${reference.startMs}–${reference.endMs} ms`,
+        );
+      }
+    }
+  });
+
   describe('rejects bad input with a precise status', () => {
     const cases: Array<[string, RequestInit[], Code, RegExp]> = [
       [
         'missing encoding',
         [cfg({ audioFormat: { encoding: AudioEncoding.UNSPECIFIED, sampleRateHz: RATE, channels: 1 } })],
         Code.InvalidArgument,
-        /config\.audio_format\.encoding: missing; allowed LINEAR16, FLOAT32, WAV/,
+        /config\.audio_format\.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW$/,
       ],
       [
         'unknown encoding',

@@ -28,7 +28,7 @@ export interface AudioDecoderOptions {
   readonly maxHeaderBytes?: number;
 }
 
-type SampleType = 'int16' | 'int24' | 'int32' | 'float32';
+type SampleType = 'int16' | 'int24' | 'int32' | 'float32' | 'mulaw' | 'alaw';
 
 interface Layout {
   readonly type: SampleType;
@@ -36,11 +36,18 @@ interface Layout {
   readonly sampleRate: number;
 }
 
-const BYTES: Record<SampleType, number> = { int16: 2, int24: 3, int32: 4, float32: 4 };
+const BYTES: Record<SampleType, number> = { int16: 2, int24: 3, int32: 4, float32: 4, mulaw: 1, alaw: 1 };
 const NO_SAMPLES = new Float32Array(0);
 const DEFAULT_MAX_HEADER_BYTES = 64 * 1024;
 /** A data chunk length of 0 or 0xFFFFFFFF marks a stream of unknown length. */
 const UNKNOWN_SIZES = new Set([0, 0xffffffff]);
+
+const RAW_SAMPLE_TYPES = {
+  linear16: 'int16',
+  float32: 'float32',
+  mulaw: 'mulaw',
+  alaw: 'alaw',
+} as const satisfies Record<Exclude<InputFormat['encoding'], 'wav'>, SampleType>;
 
 export function createAudioDecoder(format: InputFormat, options: AudioDecoderOptions = {}): AudioDecoder {
   const field = options.field ?? 'config.audio_format';
@@ -50,7 +57,7 @@ export function createAudioDecoder(format: InputFormat, options: AudioDecoderOpt
     format.encoding === 'wav'
       ? undefined
       : {
-          type: format.encoding === 'linear16' ? 'int16' : 'float32',
+          type: RAW_SAMPLE_TYPES[format.encoding],
           channels: format.channels,
           sampleRate: format.sampleRate,
         };
@@ -180,8 +187,31 @@ function readerOf(type: SampleType): Reader {
       return (view, at) => view.getInt32(at, true) / 0x80000000;
     case 'float32':
       return (view, at) => Math.max(-1, Math.min(1, view.getFloat32(at, true)));
+    case 'mulaw':
+      return (view, at) => MULAW[view.getUint8(at)] as number;
+    case 'alaw':
+      return (view, at) => ALAW[view.getUint8(at)] as number;
   }
 }
+
+/**
+ * G.711 expansion tables (ITU-T G.711; the classic Sun reference code's `ulaw2linear` and
+ * `alaw2linear`), to 16-bit linear values scaled to [-1, 1].
+ */
+const MULAW = Float32Array.from({ length: 256 }, (_, byte) => {
+  const u = ~byte & 0xff;
+  const magnitude = ((((u & 0x0f) << 3) + 0x84) << ((u & 0x70) >> 4)) - 0x84;
+  // Code 0x7f is negative zero; + 0 makes it plain zero.
+  return ((u & 0x80) !== 0 ? -magnitude : magnitude) / 0x8000 + 0;
+});
+const ALAW = Float32Array.from({ length: 256 }, (_, byte) => {
+  const a = byte ^ 0x55;
+  const segment = (a & 0x70) >> 4;
+  let magnitude = (a & 0x0f) << 4;
+  magnitude =
+    segment === 0 ? magnitude + 8 : segment === 1 ? magnitude + 0x108 : (magnitude + 0x108) << (segment - 1);
+  return ((a & 0x80) !== 0 ? magnitude : -magnitude) / 0x8000;
+});
 
 interface DataChunk {
   readonly container: 'RIFF' | 'RF64';

@@ -6,7 +6,7 @@ export const MAX_SAMPLE_RATE = 48000;
 
 /** Raw PCM input: the client states the rate and channel count. */
 export interface RawInputFormat {
-  readonly encoding: 'linear16' | 'float32';
+  readonly encoding: 'linear16' | 'float32' | 'mulaw' | 'alaw';
   readonly sampleRate: number;
   readonly channels: 1 | 2;
 }
@@ -30,6 +30,7 @@ export interface OutputFormat {
 }
 
 const ALLOWED_ENCODINGS = 'allowed LINEAR16, FLOAT32, WAV';
+const ALLOWED_INPUT_ENCODINGS = 'allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW';
 const ALLOWED_RATES = `allowed ${MIN_SAMPLE_RATE} to ${MAX_SAMPLE_RATE}`;
 
 /**
@@ -43,7 +44,7 @@ export function validateInputFormat(
   if (format === undefined) {
     throw invalidArgument(field, 'missing; set encoding (and sample_rate_hz, channels for raw PCM)');
   }
-  const encoding = encodingName(format.encoding, `${field}.encoding`);
+  const encoding = inputEncodingName(format.encoding, `${field}.encoding`);
   if (encoding === 'wav') {
     const sampleRate = format.sampleRateHz === 0 ? undefined : checkRate(format.sampleRateHz, field);
     const channels = format.channels === 0 ? undefined : checkChannels(format.channels, field);
@@ -87,6 +88,23 @@ export function toAudioEncoding(encoding: OutputEncoding): AudioEncoding {
   }
 }
 
+function inputEncodingName(encoding: AudioEncoding, field: string): InputFormat['encoding'] {
+  switch (encoding) {
+    case AudioEncoding.MULAW:
+      return 'mulaw';
+    case AudioEncoding.ALAW:
+      return 'alaw';
+    case AudioEncoding.UNSPECIFIED:
+      throw invalidArgument(field, `missing; ${ALLOWED_INPUT_ENCODINGS}`);
+    case AudioEncoding.LINEAR16:
+    case AudioEncoding.FLOAT32:
+    case AudioEncoding.WAV:
+      return encodingName(encoding, field);
+    default:
+      throw invalidArgument(field, `${String(encoding)} is not a known encoding; ${ALLOWED_INPUT_ENCODINGS}`);
+  }
+}
+
 function encodingName(encoding: AudioEncoding, field: string): OutputEncoding {
   switch (encoding) {
     case AudioEncoding.LINEAR16:
@@ -97,6 +115,12 @@ function encodingName(encoding: AudioEncoding, field: string): OutputEncoding {
       return 'wav';
     case AudioEncoding.UNSPECIFIED:
       throw invalidArgument(field, `missing; ${ALLOWED_ENCODINGS}`);
+    case AudioEncoding.MULAW:
+    case AudioEncoding.ALAW:
+      throw invalidArgument(
+        field,
+        `${AudioEncoding[encoding]} is accepted for input only; ${ALLOWED_ENCODINGS}`,
+      );
     default:
       // Open enums: an unknown number from a newer client arrives as is.
       throw invalidArgument(field, `${String(encoding)} is not a known encoding; ${ALLOWED_ENCODINGS}`);

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cortex/voice/v1/audio.proto.
  */
 export const file_cortex_voice_v1_audio: GenFile = /*@__PURE__*/
-  fileDesc("Chtjb3J0ZXgvdm9pY2UvdjEvYXVkaW8ucHJvdG8SD2NvcnRleC52b2ljZS52MSJpCgtBdWRpb0Zvcm1hdBIwCghlbmNvZGluZxgBIAEoDjIeLmNvcnRleC52b2ljZS52MS5BdWRpb0VuY29kaW5nEhYKDnNhbXBsZV9yYXRlX2h6GAIgASgNEhAKCGNoYW5uZWxzGAMgASgNIiYKCFRleHRTcGFuEg0KBXN0YXJ0GAEgASgNEgsKA2VuZBgCIAEoDSqAAQoNQXVkaW9FbmNvZGluZxIeChpBVURJT19FTkNPRElOR19VTlNQRUNJRklFRBAAEhsKF0FVRElPX0VOQ09ESU5HX0xJTkVBUjE2EAESGgoWQVVESU9fRU5DT0RJTkdfRkxPQVQzMhACEhYKEkFVRElPX0VOQ09ESU5HX1dBVhADYgZwcm90bzM");
+  fileDesc("Chtjb3J0ZXgvdm9pY2UvdjEvYXVkaW8ucHJvdG8SD2NvcnRleC52b2ljZS52MSJpCgtBdWRpb0Zvcm1hdBIwCghlbmNvZGluZxgBIAEoDjIeLmNvcnRleC52b2ljZS52MS5BdWRpb0VuY29kaW5nEhYKDnNhbXBsZV9yYXRlX2h6GAIgASgNEhAKCGNoYW5uZWxzGAMgASgNIiYKCFRleHRTcGFuEg0KBXN0YXJ0GAEgASgNEgsKA2VuZBgCIAEoDSqzAQoNQXVkaW9FbmNvZGluZxIeChpBVURJT19FTkNPRElOR19VTlNQRUNJRklFRBAAEhsKF0FVRElPX0VOQ09ESU5HX0xJTkVBUjE2EAESGgoWQVVESU9fRU5DT0RJTkdfRkxPQVQzMhACEhYKEkFVRElPX0VOQ09ESU5HX1dBVhADEhgKFEFVRElPX0VOQ09ESU5HX01VTEFXEAQSFwoTQVVESU9fRU5DT0RJTkdfQUxBVxAFYgZwcm90bzM");
 
 /**
  * The layout of a stream of audio bytes.
@@ -112,6 +112,22 @@ export enum AudioEncoding {
    * @generated from enum value: AUDIO_ENCODING_WAV = 3;
    */
   WAV = 3,
+
+  /**
+   * G.711 μ-law (ITU-T G.711, as North American and Japanese telephony sends it): one byte per
+   * sample, channels interleaved. Input only; sample_rate_hz (usually 8000) and channels required.
+   *
+   * @generated from enum value: AUDIO_ENCODING_MULAW = 4;
+   */
+  MULAW = 4,
+
+  /**
+   * G.711 A-law (European telephony): one byte per sample, channels interleaved. Input only;
+   * sample_rate_hz (usually 8000) and channels required.
+   *
+   * @generated from enum value: AUDIO_ENCODING_ALAW = 5;
+   */
+  ALAW = 5,
 }
 
 /**
