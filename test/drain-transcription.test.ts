@@ -56,6 +56,31 @@ function pendingUtterance(sentence: Float32Array): Float32Array {
 
 const SERVER = { security: { rate_limit: { enabled: false } } };
 
+/**
+ * A server of its own with one Transcribe stream that sends `config`, then `audio`, and never
+ * half-closes (so only a drain can end it); `close` ends the client and the server.
+ */
+async function heldTranscription(config: ConfigInit, audio: Float32Array) {
+  const t = await startServerWithEngines(SERVER);
+  const client = createVoiceClient({ address: t.address });
+  const hold = signalled();
+  async function* requests() {
+    yield { request: { case: 'config' as const, value: config } };
+    for (const chunk of chunksOf(toLinear16(audio)))
+      yield { request: { case: 'audio' as const, value: chunk } };
+    await hold.promise;
+  }
+  return {
+    t,
+    stream: observe(client.transcription.transcribe(requests())),
+    async close() {
+      hold.fire();
+      client.close();
+      await t.stop();
+    },
+  };
+}
+
 describe('drain: a Transcribe handler told to finish (in process, real engines)', () => {
   let t: TestServer;
   let sentence: Float32Array;
@@ -151,18 +176,9 @@ describe('drain: Transcribe over gRPC', () => {
   });
 
   it('delivers the final of the utterance in progress at the grace end, then UNAVAILABLE DRAINING', async () => {
-    const t = await startServerWithEngines(SERVER);
-    const client = createVoiceClient({ address: t.address });
-    const hold = signalled();
+    const audio = pendingUtterance(sentence);
+    const { t, stream, close } = await heldTranscription(CONFIG, audio);
     try {
-      const audio = pendingUtterance(sentence);
-      async function* requests() {
-        yield { request: { case: 'config' as const, value: CONFIG } };
-        for (const chunk of chunksOf(toLinear16(audio)))
-          yield { request: { case: 'audio' as const, value: chunk } };
-        await hold.promise; // never half-closes
-      }
-      const stream = observe(client.transcription.transcribe(requests()));
       await stream.until((response) => response.event.case === 'speechStarted');
       const stopping = t.stop(1500, 5000);
       const error = await expectError(stream.done);
@@ -179,25 +195,14 @@ describe('drain: Transcribe over gRPC', () => {
       assert.ok(finals[0]!.endMs <= processedMsOf(error) + 32);
       await stopping;
     } finally {
-      hold.fire();
-      client.close();
-      await t.stop();
+      await close();
     }
   });
 
   it('ends a resumable stream at its last AudioCommitted point, leaving the utterance in progress to the stream that resumes', async () => {
-    const t = await startServerWithEngines(SERVER);
-    const client = createVoiceClient({ address: t.address });
-    const hold = signalled();
+    const audio = concat(silence(0.3), sentence, silence(1.5), sentence, silence(0.1));
+    const { t, stream, close } = await heldTranscription({ ...CONFIG, resumable: true }, audio);
     try {
-      const audio = concat(silence(0.3), sentence, silence(1.5), sentence, silence(0.1));
-      async function* requests() {
-        yield { request: { case: 'config' as const, value: { ...CONFIG, resumable: true } } };
-        for (const chunk of chunksOf(toLinear16(audio)))
-          yield { request: { case: 'audio' as const, value: chunk } };
-        await hold.promise; // never half-closes
-      }
-      const stream = observe(client.transcription.transcribe(requests()));
       await stream.until((r) => r.event.case === 'result' && r.event.value.isFinal);
       await stream.until((r) => r.event.case === 'speechStarted' && r.event.value.utteranceIndex === 1);
       const stopping = t.stop(500, 5000);
@@ -228,9 +233,7 @@ describe('drain: Transcribe over gRPC', () => {
       );
       await stopping;
     } finally {
-      hold.fire();
-      client.close();
-      await t.stop();
+      await close();
     }
   });
 
