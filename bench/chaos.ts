@@ -18,7 +18,7 @@ import { type PhaseResult, renderChaos } from './chaos-report.js';
 import { startLoad } from './soak-load.js';
 import { parseChaosPlan } from './soak-plan.js';
 import { type Served, startSampler } from './soak-sampler.js';
-import { prepare, startServer } from './soak-setup.js';
+import { loadOptions, prepare, startServer } from './soak-setup.js';
 import { createTally, type Tally } from './soak-tally.js';
 import { memoryOf } from './stt-stats.js';
 
@@ -40,15 +40,7 @@ try {
   const load = startLoad(
     { client: () => current.service.client, ready: () => gate?.promise ?? Promise.resolve() },
     setup.audio,
-    {
-      streams: plan.streams,
-      model: setup.modelId,
-      chunkMs: plan.chunkMs,
-      speed: plan.speed,
-      replies: plan.replies,
-      resume: plan.resume,
-      owedAfterMs: setup.owedAfterMs,
-    },
+    loadOptions(setup, plan),
   );
   const tallies: Tally[] = [];
   const total = (pick: (tally: Tally) => number) => tallies.reduce((sum, tally) => sum + pick(tally), 0);

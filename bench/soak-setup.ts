@@ -12,6 +12,7 @@ import { generateMoonshineModel } from '../test/fixtures/moonshine-model.js';
 import { createServerControl } from './chaos-control.js';
 import type { LoadPlan } from './soak-plan.js';
 import type { Served } from './soak-sampler.js';
+import type { TurnOptions } from './soak-stream.js';
 import { buildStream, type StreamAudio, speakSentences } from './stt-audio.js';
 import { generateModel } from './stt-models.js';
 import { benchConfig, cleanEnv, startService } from './stt-service.js';
@@ -93,4 +94,17 @@ export async function startServer(
     ipc: true,
   });
   return { service: running, control: createServerControl(running) };
+}
+
+/** The load both runs put on the server: the plan's streams and pacing, the setup's model and audio. */
+export function loadOptions(setup: Setup, plan: LoadPlan): TurnOptions & { readonly streams: number } {
+  return {
+    streams: plan.streams,
+    model: setup.modelId,
+    chunkMs: plan.chunkMs,
+    speed: plan.speed,
+    replies: plan.replies,
+    resume: plan.resume,
+    owedAfterMs: setup.owedAfterMs,
+  };
 }

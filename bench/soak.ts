@@ -18,7 +18,7 @@ import { startLoad } from './soak-load.js';
 import { parseSoakPlan } from './soak-plan.js';
 import { renderSoak, type SoakResult } from './soak-report.js';
 import { type Served, startSampler } from './soak-sampler.js';
-import { prepare, startServer } from './soak-setup.js';
+import { loadOptions, prepare, startServer } from './soak-setup.js';
 
 const plan = parseSoakPlan(process.argv.slice(2));
 const log = (line: string) => process.stderr.write(`[soak] ${line}\n`);
@@ -33,15 +33,11 @@ try {
   log(
     `server pid ${service.pid} ready in ${service.startSeconds.toFixed(1)} s; load for ${plan.minutes} min`,
   );
-  const load = startLoad({ client: () => service.client, ready: async () => {} }, setup.audio, {
-    streams: plan.streams,
-    model: setup.modelId,
-    chunkMs: plan.chunkMs,
-    speed: plan.speed,
-    replies: plan.replies,
-    resume: plan.resume,
-    owedAfterMs: setup.owedAfterMs,
-  });
+  const load = startLoad(
+    { client: () => service.client, ready: async () => {} },
+    setup.audio,
+    loadOptions(setup, plan),
+  );
   const sampler = startSampler(
     () => served,
     () => ({ streams: load.tally.streams, finals: load.tally.finals, replies: load.tally.synthOk }),

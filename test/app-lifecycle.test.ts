@@ -52,6 +52,23 @@ function runChild(file: string, timeoutMs: number): Promise<ChildRun> {
  * Runs a scenario script in a child process, which must exit by itself (no worker thread left
  * behind) with code 0, and returns its run and the JSON line it printed with "stopped": true.
  */
+/**
+ * A child-process script that builds a server from `testConfig(<configExpression>)` with its logs
+ * captured in `logs`, then runs `body` (JavaScript with `server`, `config` and `logs` in scope).
+ */
+function serverScript(configExpression: string, body: string): string {
+  const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+  return `
+      const { createVoiceServer } = await import(${url('../server/app.js')});
+      const { createLogger } = await import(${url('../server/observability/logger.js')});
+      const { testConfig } = await import(${url('./helpers/test-server.js')});
+      const { captureLogs } = await import(${url('./helpers/log-capture.js')});
+      const config = testConfig(${configExpression});
+      const logs = captureLogs();
+      const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+${body}`;
+}
+
 async function runScenario(file: string, script: string): Promise<{ run: ChildRun; result: unknown }> {
   await writeFile(file, script);
   const run = await runChild(file, 20_000);
@@ -81,18 +98,12 @@ describe('voice server lifecycle', () => {
   });
 
   test('stop() right after loadEngines() leaves no model worker running and fills no engine', async () => {
-    const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
-    const script = `
-      const { createVoiceServer } = await import(${url('../server/app.js')});
-      const { createLogger } = await import(${url('../server/observability/logger.js')});
-      const { testConfig } = await import(${url('./helpers/test-server.js')});
-      const { captureLogs } = await import(${url('./helpers/log-capture.js')});
-      const config = testConfig({
+    const script = serverScript(
+      `{
         models: { cache_dir: ${JSON.stringify(models)} },
         performance: { workers: 1 },
-      });
-      const logs = captureLogs();
-      const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+      }`,
+      `
       const loading = server.loadEngines().then(
         () => 'loaded',
         (error) => 'rejected ' + (error.reason ?? error.message),
@@ -106,7 +117,8 @@ describe('voice server lifecycle', () => {
         engines: [server.engines.vad, server.engines.recognizer, server.engines.synthesizer]
           .map((slot) => slot.current() !== undefined),
       }));
-    `;
+    `,
+    );
     const { run, result } = await runScenario(join(dir, 'stop-while-loading.mjs'), script);
     assert.deepEqual(result, {
       stopped: true,
@@ -119,39 +131,28 @@ describe('voice server lifecycle', () => {
   });
 
   test('loadEngines() after stop() rejects with DRAINING and starts no worker', async () => {
-    const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
-    const script = `
-      const { createVoiceServer } = await import(${url('../server/app.js')});
-      const { createLogger } = await import(${url('../server/observability/logger.js')});
-      const { testConfig } = await import(${url('./helpers/test-server.js')});
-      const { captureLogs } = await import(${url('./helpers/log-capture.js')});
-      const config = testConfig({ models: { cache_dir: ${JSON.stringify(models)} } });
-      const logs = captureLogs();
-      const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+    const script = serverScript(
+      `{ models: { cache_dir: ${JSON.stringify(models)} } }`,
+      `
       await server.stop(0);
       const outcome = await server.loadEngines().then(
         () => 'loaded',
         (error) => 'rejected ' + (error.reason ?? error.message),
       );
       console.log(JSON.stringify({ stopped: true, outcome, pools: server.workerPools !== undefined }));
-    `;
+    `,
+    );
     const { result } = await runScenario(join(dir, 'load-after-stop.mjs'), script);
     assert.deepEqual(result, { stopped: true, outcome: 'rejected DRAINING', pools: false });
   });
 
   test('stop() while a pool waits to retry its load ends at once, leaving no worker or timer', async () => {
-    const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
-    const script = `
-      const { createVoiceServer } = await import(${url('../server/app.js')});
-      const { createLogger } = await import(${url('../server/observability/logger.js')});
-      const { testConfig } = await import(${url('./helpers/test-server.js')});
-      const { captureLogs } = await import(${url('./helpers/log-capture.js')});
-      const config = testConfig({
+    const script = serverScript(
+      `{
         models: { cache_dir: ${JSON.stringify(models)}, load_retry: { initial_delay_ms: 60000, max_delay_ms: 60000 } },
         performance: { workers: 1 },
-      });
-      const logs = captureLogs();
-      const server = createVoiceServer(config, createLogger(config.logging, { destination: logs.stream }));
+      }`,
+      `
       process.on('unhandledRejection', (error) => console.log(JSON.stringify({ unhandled: String(error) })));
       await server.loadEngines();
       const retry = await logs.waitFor((r) => r.msg === 'model pool did not load every engine; retrying');
@@ -162,7 +163,8 @@ describe('voice server lifecycle', () => {
         engines: [server.engines.vad, server.engines.recognizer, server.engines.synthesizer]
           .map((slot) => slot.current() !== undefined),
       }));
-    `;
+    `,
+    );
     const { run, result } = await runScenario(join(dir, 'stop-during-retry.mjs'), script);
     assert.deepEqual(result, {
       stopped: true,

@@ -65,7 +65,12 @@ describe('Node SDK transcribe with resume', () => {
   });
   after(() => t.stop());
 
-  it('gives the events of an uninterrupted run through a server restart on the same port', async () => {
+  /**
+   * Streams `audio` through the SDK with resume; at the first response `when` accepts, the server
+   * stops (`stop(graceMs)`) and a new one takes its port. Resolves once the stream has ended and
+   * the new server is up, with every response and the number of Transcribe streams opened.
+   */
+  async function throughRestart(when: (response: TranscribeResponse) => boolean, graceMs: number) {
     const port = Number(t.address.split(':')[1]);
     const { client, streams } = countingClient(t.address);
     let restarted: Promise<TestServer> | undefined;
@@ -73,10 +78,9 @@ describe('Node SDK transcribe with resume', () => {
     try {
       for await (const response of client.transcribe(paced(audio), { resume: { attempts: 40 } })) {
         seen.push(response);
-        // Mid-stream, after the first final: the server goes away, and a new one takes the port.
-        if (restarted === undefined && response.event.case === 'result' && response.event.value.isFinal) {
+        if (restarted === undefined && when(response)) {
           restarted = t
-            .stop(0)
+            .stop(graceMs)
             .then(() => startServerWithEngines({ performance: { workers: 2 }, service: { port } }));
           restarted.then((next) => {
             t = next;
@@ -88,7 +92,16 @@ describe('Node SDK transcribe with resume', () => {
     }
     assert.ok(restarted !== undefined, 'the server was restarted');
     await restarted;
-    assert.ok(streams() >= 2, `streams opened: ${streams()}`);
+    return { seen, streams: streams() };
+  }
+
+  it('gives the events of an uninterrupted run through a server restart on the same port', async () => {
+    // Mid-stream, after the first final: the server goes away, and a new one takes the port.
+    const { seen, streams } = await throughRestart(
+      (response) => response.event.case === 'result' && response.event.value.isFinal,
+      0,
+    );
+    assert.ok(streams >= 2, `streams opened: ${streams}`);
     assert.deepEqual(lines(seen), lines(reference));
     const commits = commitsOf(seen).map((commit) => commit.offsetMs);
     assert.deepEqual(
@@ -99,28 +112,13 @@ describe('Node SDK transcribe with resume', () => {
   });
 
   it('resumes after a drain (UNAVAILABLE, DRAINING) on the next server, each utterance final once', async () => {
-    const port = Number(t.address.split(':')[1]);
-    const { client, streams } = countingClient(t.address);
-    let restarted: Promise<TestServer> | undefined;
-    const seen: TranscribeResponse[] = [];
-    try {
-      for await (const response of client.transcribe(paced(audio), { resume: { attempts: 40 } })) {
-        seen.push(response);
-        if (restarted === undefined && response.event.case === 'speechStarted') {
-          restarted = t
-            .stop(1000)
-            .then(() => startServerWithEngines({ performance: { workers: 2 }, service: { port } }));
-          restarted.then((next) => {
-            t = next;
-          });
-        }
-      }
-    } finally {
-      client.close();
-    }
-    await restarted;
-    assert.ok(streams() >= 2, `streams opened: ${streams()}`);
-    // Whether the drain flushed the utterance in progress or cut it, no utterance is lost or doubled.
+    const { seen, streams } = await throughRestart(
+      (response) => response.event.case === 'speechStarted',
+      1000,
+    );
+    assert.ok(streams >= 2, `streams opened: ${streams}`);
+    // The SDK's stream is resumable: the drain leaves the utterance in progress to the next server,
+    // and no utterance is lost or doubled.
     const finals = seen.flatMap((response) =>
       response.event.case === 'result' && response.event.value.isFinal
         ? [response.event.value.utteranceIndex]
