@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AudioEncoding, createVoiceClient, type TranscribeResponse } from '../clients/node/index.js';
 import { openResumableSession } from '../clients/web/resumable-session.js';
 import { liveSessionApi } from '../clients/web/session-rpc.js';
-import { collect, commitsOf, lines, speechWithPauses } from './helpers/resume.js';
+import { collect, commitsOf, lines, requestsOf, speechWithPauses } from './helpers/resume.js';
 import { RATE, toLinear16 } from './helpers/speech.js';
 import { startProxy } from './helpers/tcp-proxy.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
@@ -23,17 +23,7 @@ describe('browser SDK live session with resume (session RPCs from Node)', () => 
   before(async () => {
     t = await startServerWithEngines({ performance: { workers: 2 } });
     audio = toLinear16(speechWithPauses());
-    reference = await collect(
-      t.client.transcription.transcribe(
-        (async function* () {
-          yield { request: { case: 'config' as const, value: config } };
-          for (let offset = 0; offset < audio.length; offset += CHUNK_BYTES)
-            yield {
-              request: { case: 'audio' as const, value: audio.subarray(offset, offset + CHUNK_BYTES) },
-            };
-        })(),
-      ),
-    );
+    reference = await collect(t.client.transcription.transcribe(requestsOf(config, audio, CHUNK_BYTES)));
   });
   after(() => t.stop());
 
