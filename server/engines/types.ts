@@ -99,6 +99,34 @@ export interface VoiceInfo {
   readonly sampleRate: number;
 }
 
+/** A word of a synthesized text and where its audio lies. */
+export interface SpokenWord {
+  /** UTF-16 offsets of the word in the text given to `synthesize`, end exclusive. */
+  readonly start: number;
+  readonly end: number;
+  /** Samples of the audio returned, end exclusive. */
+  readonly startSample: number;
+  readonly endSample: number;
+}
+
+/** A phoneme of synthesized audio: its IPA symbol (empty for a pause) and its samples. */
+export interface SpokenPhoneme {
+  readonly ipa: string;
+  readonly startSample: number;
+  readonly endSample: number;
+}
+
+/** Where each word and phoneme of a synthesis is spoken, in order. */
+export interface SpeechTiming {
+  readonly words: readonly SpokenWord[];
+  readonly phonemes: readonly SpokenPhoneme[];
+}
+
+/** Synthesized audio, with its timing when the engine knows it. */
+export interface SynthesizedAudio extends PcmAudio {
+  readonly timing?: SpeechTiming | undefined;
+}
+
 export interface SynthesizeOptions extends EngineCallOptions {
   readonly voice: string;
   /** 0.5 to 2.0; changes duration, not pitch. */
@@ -108,5 +136,5 @@ export interface SynthesizeOptions extends EngineCallOptions {
 /** Text-to-speech for one piece of text (a sentence or clause). */
 export interface SpeechSynthesizer {
   voices(): readonly VoiceInfo[];
-  synthesize(text: string, options: SynthesizeOptions): Promise<PcmAudio>;
+  synthesize(text: string, options: SynthesizeOptions): Promise<SynthesizedAudio>;
 }

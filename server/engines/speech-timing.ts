@@ -1,0 +1,81 @@
+import type { EspeakPhonemeEvent, EspeakRun } from './espeak-library.js';
+import type { EspeakInput } from './espeak-text.js';
+import type { SpeechTiming, SpokenPhoneme, SpokenWord } from './types.js';
+
+/**
+ * Word and phoneme timing from eSpeak's events.
+ *
+ * A word starts at its first sounding phoneme (the WORD event comes ~9 ms before it) and ends at the
+ * first pause after it or where the next word starts. eSpeak reports some tokens as several words
+ * ("1234" is four words at creeping positions, an emoji two): events whose text overlaps the word
+ * before are folded into it. A word's text is clipped to its token (no trailing space).
+ */
+export function espeakTiming(run: EspeakRun, input: EspeakInput, text: string): SpeechTiming {
+  const total = run.samples.length;
+  const phonemes = phonemeSpans(run.phonemes, total);
+  const spans: { start: number; end: number; sample: number }[] = [];
+  for (const event of [...run.words].sort((a, b) => a.sample - b.sample)) {
+    let start = input.sourceOffset(event.position);
+    const eventEnd = input.sourceOffset(event.position + Math.max(0, event.length));
+    while (start < text.length && isSpace(text, start)) start += 1;
+    const end = tokenEnd(text, start, eventEnd);
+    const previous = spans.at(-1);
+    if (previous !== undefined && (start < previous.end || end <= start)) {
+      previous.end = Math.max(previous.end, end);
+      continue;
+    }
+    if (end <= start) continue;
+    spans.push({ start, end, sample: Math.min(total, Math.max(0, event.sample)) });
+  }
+  const words: SpokenWord[] = spans.map((span, index) => {
+    const next = spans[index + 1]?.sample ?? total;
+    const sounding = phonemes.find(
+      (p) => p.ipa !== '' && p.startSample >= span.sample && p.startSample < next,
+    );
+    const startSample = sounding?.startSample ?? span.sample;
+    const pause = phonemes.find((p) => p.ipa === '' && p.startSample > startSample && p.startSample < next);
+    return {
+      start: span.start,
+      end: span.end,
+      startSample,
+      endSample: Math.max(startSample, pause?.startSample ?? next),
+    };
+  });
+  return { words, phonemes };
+}
+
+/** Each phoneme lasts until the next begins; zero-length ones (back-to-back pauses) are dropped. */
+function phonemeSpans(events: readonly EspeakPhonemeEvent[], total: number): SpokenPhoneme[] {
+  const spans: SpokenPhoneme[] = [];
+  for (const [index, event] of events.entries()) {
+    const startSample = Math.min(total, Math.max(0, event.sample));
+    const endSample = Math.min(total, Math.max(startSample, events[index + 1]?.sample ?? total));
+    if (endSample > startSample) spans.push({ ipa: event.ipa, startSample, endSample });
+  }
+  return spans;
+}
+
+/** The end of the token at `start`: no further than `limit` (when past `start`), nor past a space. */
+function tokenEnd(text: string, start: number, limit: number): number {
+  const stop = limit > start ? Math.min(limit, text.length) : text.length;
+  let end = start;
+  while (end < stop && !isSpace(text, end)) end += 1;
+  return end;
+}
+
+function isSpace(text: string, index: number): boolean {
+  return /\s/u.test(text[index] ?? '');
+}
+
+/** Timing of audio made `factor` times as long (time-stretched or resampled), kept within `total`. */
+export function scaleTiming(timing: SpeechTiming, factor: number, total: number): SpeechTiming {
+  const at = (sample: number) => Math.min(total, Math.round(sample * factor));
+  return {
+    words: timing.words.map((w) => ({ ...w, startSample: at(w.startSample), endSample: at(w.endSample) })),
+    phonemes: timing.phonemes.map((p) => ({
+      ...p,
+      startSample: at(p.startSample),
+      endSample: at(p.endSample),
+    })),
+  };
+}
