@@ -1,4 +1,4 @@
-import type { PcmAudio, SpeechSynthesizer, SynthesizeOptions, VoiceInfo } from './types.js';
+import type { SpeechSynthesizer, SynthesizedAudio, SynthesizeOptions, VoiceInfo } from './types.js';
 
 export interface SynthesisCacheOptions {
   /** Capacity in bytes of audio kept; 0 disables the cache. */
@@ -20,10 +20,10 @@ export function createCachedSynthesizer(
   inner: SpeechSynthesizer,
   options: SynthesisCacheOptions,
 ): CachedSynthesizer {
-  const entries = new Map<string, PcmAudio>();
+  const entries = new Map<string, SynthesizedAudio>();
   let bytes = 0;
 
-  const remember = (key: string, audio: PcmAudio) => {
+  const remember = (key: string, audio: SynthesizedAudio) => {
     const size = audio.samples.byteLength;
     if (size > options.maxBytes) return;
     // Concurrent misses for one key each arrive here; the last one replaces the others.
@@ -46,7 +46,7 @@ export function createCachedSynthesizer(
       return bytes;
     },
     voices: (): readonly VoiceInfo[] => inner.voices(),
-    async synthesize(text: string, call: SynthesizeOptions): Promise<PcmAudio> {
+    async synthesize(text: string, call: SynthesizeOptions): Promise<SynthesizedAudio> {
       if (options.maxBytes <= 0) return inner.synthesize(text, call);
       const key = `${call.voice}\u0000${call.speed}\u0000${text}`;
       const cached = entries.get(key);
@@ -66,6 +66,6 @@ export function createCachedSynthesizer(
 }
 
 /** Callers may transfer or modify what they get; the cache keeps its own copy. */
-function copy(audio: PcmAudio): PcmAudio {
-  return { samples: audio.samples.slice(), sampleRate: audio.sampleRate };
+function copy(audio: SynthesizedAudio): SynthesizedAudio {
+  return { ...audio, samples: audio.samples.slice() };
 }

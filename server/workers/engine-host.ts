@@ -7,10 +7,11 @@
  */
 import { createEspeakSynthesizer, ESPEAK_DEFAULT_VOICE } from '../engines/espeak-ng.js';
 import { createSileroVad } from '../engines/silero-vad.js';
+import { scaleTiming } from '../engines/speech-timing.js';
 import { timeStretch } from '../engines/time-stretch.js';
 import { createTransformersRecognizer, type TransformersRecognizer } from '../engines/transformers-asr.js';
 import { createTransformersSynthesizer, type TransformersSynthesizer } from '../engines/transformers-tts.js';
-import type { PcmAudio, SpeechSynthesizer, VoiceInfo } from '../engines/types.js';
+import type { SpeechSynthesizer, SynthesizedAudio, VoiceInfo } from '../engines/types.js';
 import { Reason, throwIfAborted, VoiceError } from '../errors.js';
 import type {
   AsrSpec,
@@ -218,7 +219,7 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
   ): Promise<JobOutcome> => {
     const id = voice === '' ? spec.defaultVoice : voice;
     const options = { voice: id, speed, signal };
-    let audio: PcmAudio;
+    let audio: SynthesizedAudio;
     let nativeSpeed: boolean;
     if (neural !== undefined && (id.startsWith('vits:') || espeak === undefined)) {
       audio = await neural.synthesize(text, options);
@@ -238,6 +239,10 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
       result: {
         samples,
         sampleRate: audio.sampleRate,
+        timing:
+          audio.timing === undefined || nativeSpeed
+            ? audio.timing
+            : scaleTiming(audio.timing, samples.length / Math.max(1, audio.samples.length), samples.length),
         speedApplied: true,
       } satisfies EngineJobs['synthesize']['result'],
       transfer: [samples.buffer as ArrayBuffer],

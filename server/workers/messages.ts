@@ -2,7 +2,7 @@
  * What crosses between the main thread and a model worker. Everything here survives the structured
  * clone; audio travels as transferred ArrayBuffers (the sender's copy is detached, nothing is copied).
  */
-import type { PcmAudio, Recognition, TimestampMode, VoiceInfo } from '../engines/types.js';
+import type { Recognition, SynthesizedAudio, TimestampMode, VoiceInfo } from '../engines/types.js';
 import type { Reason } from '../errors.js';
 
 // --- What a worker loads -------------------------------------------------------------------------
@@ -129,7 +129,7 @@ export interface SynthesizeJob {
   readonly voice: string;
   readonly speed: number;
 }
-export interface SynthesizeJobResult extends PcmAudio {
+export interface SynthesizeJobResult extends SynthesizedAudio {
   /**
    * Always true: the worker time-stretches the audio of engines without a speed parameter (VITS),
    * so the main thread never has to.
