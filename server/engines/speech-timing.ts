@@ -8,7 +8,8 @@ import type { SpeechTiming, SpokenPhoneme, SpokenWord } from './types.js';
  * A word starts at its first sounding phoneme (the WORD event comes ~9 ms before it) and ends at the
  * first pause after it or where the next word starts. eSpeak reports some tokens as several words
  * ("1234" is four words at creeping positions, an emoji two): events whose text overlaps the word
- * before are folded into it. A word's text is clipped to its token (no trailing space).
+ * before are folded into it, and text eSpeak speaks without an event joins the word before. A word's
+ * text is clipped to its token (no trailing space).
  */
 export function espeakTiming(run: EspeakRun, input: EspeakInput, text: string): SpeechTiming {
   const total = run.samples.length;
@@ -26,6 +27,15 @@ export function espeakTiming(run: EspeakRun, input: EspeakInput, text: string): 
     }
     if (end <= start) continue;
     spans.push({ start, end, sample: Math.min(total, Math.max(0, event.sample)) });
+  }
+  // eSpeak speaks some pairs as one word with no event for the second ("of the"): the word it
+  // reports then covers both, so no spoken text falls outside every word.
+  for (const [index, span] of spans.entries()) {
+    const gap = text.slice(span.end, spans[index + 1]?.start ?? text.length);
+    const lastSpoken = gap.search(/[\p{L}\p{N}][^\p{L}\p{N}]*$/u);
+    if (lastSpoken < 0) continue;
+    const code = gap.codePointAt(lastSpoken) ?? 0;
+    span.end += lastSpoken + (code > 0xffff ? 2 : 1);
   }
   const words: SpokenWord[] = spans.map((span, index) => {
     const next = spans[index + 1]?.sample ?? total;
@@ -55,11 +65,15 @@ function phonemeSpans(events: readonly EspeakPhonemeEvent[], total: number): Spo
   return spans;
 }
 
-/** The end of the token at `start`: no further than `limit` (when past `start`), nor past a space. */
+/**
+ * The end of the token at `start`: no further than `limit` when eSpeak gave a length, else up to the
+ * next space without the punctuation that ends a clause ("done." is the word "done").
+ */
 function tokenEnd(text: string, start: number, limit: number): number {
   const stop = limit > start ? Math.min(limit, text.length) : text.length;
   let end = start;
   while (end < stop && !isSpace(text, end)) end += 1;
+  if (limit <= start) while (end > start + 1 && /[.,;:!?]/u.test(text[end - 1] ?? '')) end -= 1;
   return end;
 }
 

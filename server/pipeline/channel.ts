@@ -15,6 +15,8 @@ export interface Channel<T> extends AsyncIterable<T> {
    * (later pushes are then dropped); rejects with the signal's reason when it aborts first.
    */
   waitForSpace(limit: number, signal: AbortSignal): Promise<void>;
+  /** Removes and returns the items pushed and not yet taken by the consumer, oldest first. */
+  takeQueued(): T[];
   readonly closed: boolean;
 }
 
@@ -58,6 +60,11 @@ export function createChannel<T>(): Channel<T> {
       if (done) return;
       failure = { error };
       finish();
+    },
+    takeQueued() {
+      const taken = items.splice(0);
+      releaseWaiters();
+      return taken;
     },
     waitForSpace(limit, signal) {
       if (!Number.isInteger(limit) || limit < 1) throw invalidArgument('limit', 'must be an integer >= 1');

@@ -92,6 +92,11 @@ async function* textOf(iterator: AsyncIterator<SynthesizeRequest>): AsyncGenerat
       case 'flush':
         yield { kind: 'flush' };
         break;
+      case 'clear': {
+        const played = request.value.playedSamples;
+        yield { kind: 'clear', playedSamples: played === undefined ? undefined : Number(played) };
+        break;
+      }
       case 'config':
         throw new VoiceError(
           Reason.OutOfOrder,
@@ -108,5 +113,5 @@ async function* single(text: string): AsyncGenerator<TextInput> {
 }
 
 function emptyRequest(): VoiceError {
-  return invalidArgument('request', 'a SynthesizeRequest must carry config, text or flush');
+  return invalidArgument('request', 'a SynthesizeRequest must carry config, text, flush or clear');
 }

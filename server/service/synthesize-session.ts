@@ -1,5 +1,5 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { PcmAudio, SpeechSynthesizer } from '../engines/types.js';
+import type { SpeechSynthesizer, SynthesizedAudio } from '../engines/types.js';
 import { invalidArgument, Reason, throwIfAborted, VoiceError } from '../errors.js';
 import type { SynthesizeResponseSchema } from '../gen/cortex/voice/v1/synthesis_pb.js';
 import { createAudioEncoder } from '../pipeline/audio-encode.js';
@@ -10,11 +10,15 @@ import { createSentenceSplitter, type TextSegment } from '../pipeline/sentence-s
 import { codePointLength, sanitizeText } from '../pipeline/text-input.js';
 import { drainedSynthesis, endOnFinish, whenFinished } from './drain.js';
 import type { SynthesisSettings } from './synthesis-config.js';
+import { createSynthesisTimeline } from './synthesis-timeline.js';
 
 export type SynthesizeResponseInit = MessageInitShape<typeof SynthesizeResponseSchema>;
 
-/** What a client sends after the config: text to append, or a flush. */
-export type TextInput = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'flush' };
+/** What a client sends after the config: text to append, a flush, or a clear (barge-in). */
+export type TextInput =
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'flush' }
+  | { readonly kind: 'clear'; readonly playedSamples: number | undefined };
 
 export interface SynthesisLimits {
   /** Longest text in one request, in characters (models.tts.max_text_chars). */
@@ -47,6 +51,10 @@ const MAX_QUEUED_RESPONSES = 8;
  * sentence holds its synthesis slot until its audio is queued, so a slow reader stops synthesis
  * instead of letting audio pile up in memory.
  *
+ * Each chunk carries the words and visemes that overlap it (synthesis-timeline.ts). A clear
+ * (barge-in) stops all synthesis, discards the chunks queued and not yet taken by the writer, drops
+ * the text not yet spoken, and answers with what the listener heard; the stream then goes on.
+ *
  * When `finish` aborts (a drain's grace is over), no more text is read and no new sentence starts:
  * the sentence whose audio is being sent is sent to its end, and unless everything was spoken the
  * stream then fails with DRAINING, saying through which character the text was spoken.
@@ -60,7 +68,10 @@ export function synthesizeStream(
 ): AsyncIterable<SynthesizeResponseInit> {
   const out = createChannel<SynthesizeResponseInit>();
   const splitter = createSentenceSplitter({ language: settings.voice.language.split('-')[0] ?? 'en' });
-  const encoder = createAudioEncoder({ encoding: settings.output.encoding, sampleRate: settings.sampleRate });
+  const newEncoder = () =>
+    createAudioEncoder({ encoding: settings.output.encoding, sampleRate: settings.sampleRate });
+  let encoder = newEncoder();
+  const timeline = createSynthesisTimeline(settings.sampleRate);
   const format = {
     encoding: toAudioEncoding(settings.output.encoding),
     sampleRateHz: settings.sampleRate,
@@ -85,17 +96,34 @@ export function synthesizeStream(
   /** The last sentence whose audio was all sent, and how many were dropped by a finish. */
   let lastSpoken: TextSegment | undefined;
   let dropped = 0;
+  /** Aborted by a clear: the sentences scheduled before it are not spoken. */
+  let generation = new AbortController();
+  /** Text received since the last clear, and the code point it starts at. */
+  let textSinceClear = '';
+  let clearedAt = 0;
 
-  const emit = async (samples: Float32Array, segment: TextSegment) => {
+  /** Sends `samples` in chunks; false when a clear stopped it first. */
+  const emit = async (
+    samples: Float32Array,
+    segment: TextSegment,
+    cleared: AbortSignal,
+  ): Promise<boolean> => {
     const perChunk = settings.sampleRate * MAX_CHUNK_SECONDS;
     for (let start = 0; start === 0 || start < samples.length; start += perChunk) {
-      await out.waitForSpace(MAX_QUEUED_RESPONSES, work);
+      try {
+        await out.waitForSpace(MAX_QUEUED_RESPONSES, AbortSignal.any([work, cleared]));
+      } catch (error) {
+        if (cleared.aborted && !work.aborted) return false;
+        throw error;
+      }
+      if (cleared.aborted) return false;
       // The stream failed or its reader stopped: nothing more will be read, so stop the work too.
       if (out.closed) {
         stop.abort(new VoiceError(Reason.Cancelled, 'the call was cancelled'));
-        return;
+        return false;
       }
       const chunk = samples.subarray(start, start + perChunk);
+      const timing = timeline.overlapping(sampleOffset, sampleOffset + chunk.length);
       out.push({
         audio: encoder.encode(chunk),
         sequenceNumber: sequenceNumber++,
@@ -105,13 +133,16 @@ export function synthesizeStream(
         text: segment.text,
         format,
         voice: settings.voice.id,
+        words: timing.words,
+        visemes: timing.visemes,
       });
       sampleOffset += chunk.length;
       deps.onAudio?.(chunk.length / settings.sampleRate);
     }
+    return true;
   };
 
-  const toOutputRate = async (audio: PcmAudio): Promise<Float32Array> => {
+  const toOutputRate = async (audio: SynthesizedAudio): Promise<Float32Array> => {
     if (audio.sampleRate === settings.sampleRate) return audio.samples;
     resampler ??= await createResampler(audio.sampleRate, settings.sampleRate, { quality: 'medium' });
     return resampler.push(audio.samples);
@@ -124,13 +155,14 @@ export function synthesizeStream(
   };
 
   const schedule = (segments: readonly TextSegment[]) => {
+    const cleared = generation.signal;
     for (const segment of segments) {
       const slot = slots.acquire();
       const audio = slot.then(() =>
         deps.synthesizer.synthesize(segment.text, {
           voice: settings.voice.id,
           speed: settings.speed,
-          signal: AbortSignal.any([work, unspoken.signal]),
+          signal: AbortSignal.any([work, unspoken.signal, cleared]),
         }),
       );
       audio.catch(() => {});
@@ -139,14 +171,20 @@ export function synthesizeStream(
       ordered = ordered
         .then(async () => {
           try {
-            const pcm = finish?.aborted ? undefined : await audio.catch(unlessFinished);
+            const pcm =
+              finish?.aborted || cleared.aborted
+                ? undefined
+                : await audio.catch((error: unknown) =>
+                    cleared.aborted ? undefined : unlessFinished(error),
+                  );
+            if (cleared.aborted) return;
             // Told to finish before this sentence began to be sent: it is not spoken.
             if (pcm === undefined || finish?.aborted) {
               dropped += 1;
               return;
             }
-            await emit(await toOutputRate(pcm), segment);
-            lastSpoken = segment;
+            timeline.add(segment, pcm);
+            if (await emit(await toOutputRate(pcm), segment, cleared)) lastSpoken = segment;
           } finally {
             (await slot)();
           }
@@ -158,11 +196,62 @@ export function synthesizeStream(
     }
   };
 
+  /**
+   * Barge-in: stops what is scheduled, waits for the sentence being sent to stop, takes back the
+   * chunks the writer has not taken, and answers with what was heard of what was sent.
+   */
+  const clear = async (playedSamples: number | undefined) => {
+    generation.abort(new VoiceError(Reason.Cancelled, 'cleared by the client'));
+    generation = new AbortController();
+    splitter.flush();
+    await ordered;
+    const unsent = out.takeQueued();
+    // An earlier clear's answer still queued stays; only audio after it is taken back.
+    const kept = unsent.findLastIndex((response) => response.interruption !== undefined) + 1;
+    for (const response of unsent.slice(0, kept)) out.push(response);
+    const firstUnsent = unsent[kept];
+    if (firstUnsent !== undefined) {
+      sequenceNumber = firstUnsent.sequenceNumber ?? sequenceNumber;
+      sampleOffset = Number(firstUnsent.sampleOffset ?? sampleOffset);
+    }
+    // No audio went out: the next chunk starts the output again (a WAV header included).
+    if (sampleOffset === 0) encoder = newEncoder();
+    resampler?.close();
+    resampler = undefined;
+    const played = Math.min(sampleOffset, playedSamples ?? sampleOffset);
+    const heard = timeline.heard(played);
+    const heardEnd = heard.end ?? clearedAt;
+    const heardText = [...textSinceClear].slice(0, heardEnd - clearedAt).join('');
+    const skipped = heardText.length - heardText.trimStart().length;
+    out.push({
+      sequenceNumber: sequenceNumber++,
+      sampleOffset: BigInt(sampleOffset),
+      format,
+      voice: settings.voice.id,
+      interruption: {
+        sentSamples: BigInt(sampleOffset),
+        playedSamples: BigInt(played),
+        heardSpan: { start: clearedAt + codePointLength(heardText.slice(0, skipped)), end: heardEnd },
+        heardText: heardText.trimStart(),
+        heardWords: heard.words,
+        lastWordComplete: heard.lastWordComplete,
+        unheardChars: receivedChars - heardEnd,
+      },
+    });
+    timeline.restart(sampleOffset);
+    textSinceClear = '';
+    clearedAt = receivedChars;
+  };
+
   const run = async () => {
     for await (const item of text) {
       throwIfAborted(work);
       if (item.kind === 'flush') {
         schedule(splitter.flush());
+        continue;
+      }
+      if (item.kind === 'clear') {
+        await clear(item.playedSamples);
         continue;
       }
       const length = codePointLength(item.text);
@@ -186,13 +275,15 @@ export function synthesizeStream(
           },
         );
       }
-      schedule(splitter.push(sanitizeText(item.text)));
+      const sanitized = sanitizeText(item.text);
+      textSinceClear += sanitized;
+      schedule(splitter.push(sanitized));
     }
     if (!finish?.aborted) schedule(splitter.flush());
     await ordered;
     const held = resampler?.flush();
     const tailOf = finish?.aborted ? lastSpoken : lastSegment;
-    if (held && held.length > 0 && tailOf) await emit(held, tailOf);
+    if (held && held.length > 0 && tailOf) await emit(held, tailOf, generation.signal);
     if (text.cut || dropped > 0) throw drainedSynthesis(lastSpoken?.end ?? 0);
   };
 

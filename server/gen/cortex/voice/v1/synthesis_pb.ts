@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cortex/voice/v1/synthesis.proto.
  */
 export const file_cortex_voice_v1_synthesis: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jb3J0ZXgvdm9pY2UvdjEvc3ludGhlc2lzLnByb3RvEg9jb3J0ZXgudm9pY2UudjEieQoPU3ludGhlc2lzQ29uZmlnEg0KBXZvaWNlGAEgASgJEg0KBXNwZWVkGAIgASgCEjAKCGVuY29kaW5nGAMgASgOMh4uY29ydGV4LnZvaWNlLnYxLkF1ZGlvRW5jb2RpbmcSFgoOc2FtcGxlX3JhdGVfaHoYBCABKA0iiwEKEVN5bnRoZXNpemVSZXF1ZXN0EjIKBmNvbmZpZxgBIAEoCzIgLmNvcnRleC52b2ljZS52MS5TeW50aGVzaXNDb25maWdIABIOCgR0ZXh0GAIgASgJSAASJwoFZmx1c2gYAyABKAsyFi5jb3J0ZXgudm9pY2UudjEuRmx1c2hIAEIJCgdyZXF1ZXN0IgcKBUZsdXNoIuIBChJTeW50aGVzaXplUmVzcG9uc2USDQoFYXVkaW8YASABKAwSFwoPc2VxdWVuY2VfbnVtYmVyGAIgASgNEhUKDXNhbXBsZV9vZmZzZXQYAyABKAQSFAoMc2FtcGxlX2NvdW50GAQgASgNEiwKCXRleHRfc3BhbhgFIAEoCzIZLmNvcnRleC52b2ljZS52MS5UZXh0U3BhbhIMCgR0ZXh0GAYgASgJEiwKBmZvcm1hdBgHIAEoCzIcLmNvcnRleC52b2ljZS52MS5BdWRpb0Zvcm1hdBINCgV2b2ljZRgIIAEoCSJXChVTeW50aGVzaXplVGV4dFJlcXVlc3QSMAoGY29uZmlnGAEgASgLMiAuY29ydGV4LnZvaWNlLnYxLlN5bnRoZXNpc0NvbmZpZxIMCgR0ZXh0GAIgASgJIiUKEUxpc3RWb2ljZXNSZXF1ZXN0EhAKCGxhbmd1YWdlGAEgASgJIjwKEkxpc3RWb2ljZXNSZXNwb25zZRImCgZ2b2ljZXMYASADKAsyFi5jb3J0ZXgudm9pY2UudjEuVm9pY2UijwEKBVZvaWNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIbGFuZ3VhZ2UYAyABKAkSDgoGZW5naW5lGAQgASgJEg0KBW1vZGVsGAUgASgJEg8KB3NwZWFrZXIYBiABKAkSFgoOc2FtcGxlX3JhdGVfaHoYByABKA0SEgoKaXNfZGVmYXVsdBgIIAEoCDKeAgoJU3ludGhlc2lzElkKClN5bnRoZXNpemUSIi5jb3J0ZXgudm9pY2UudjEuU3ludGhlc2l6ZVJlcXVlc3QaIy5jb3J0ZXgudm9pY2UudjEuU3ludGhlc2l6ZVJlc3BvbnNlKAEwARJfCg5TeW50aGVzaXplVGV4dBImLmNvcnRleC52b2ljZS52MS5TeW50aGVzaXplVGV4dFJlcXVlc3QaIy5jb3J0ZXgudm9pY2UudjEuU3ludGhlc2l6ZVJlc3BvbnNlMAESVQoKTGlzdFZvaWNlcxIiLmNvcnRleC52b2ljZS52MS5MaXN0Vm9pY2VzUmVxdWVzdBojLmNvcnRleC52b2ljZS52MS5MaXN0Vm9pY2VzUmVzcG9uc2ViBnByb3RvMw", [file_cortex_voice_v1_audio]);
+  fileDesc("Ch9jb3J0ZXgvdm9pY2UvdjEvc3ludGhlc2lzLnByb3RvEg9jb3J0ZXgudm9pY2UudjEieQoPU3ludGhlc2lzQ29uZmlnEg0KBXZvaWNlGAEgASgJEg0KBXNwZWVkGAIgASgCEjAKCGVuY29kaW5nGAMgASgOMh4uY29ydGV4LnZvaWNlLnYxLkF1ZGlvRW5jb2RpbmcSFgoOc2FtcGxlX3JhdGVfaHoYBCABKA0itAEKEVN5bnRoZXNpemVSZXF1ZXN0EjIKBmNvbmZpZxgBIAEoCzIgLmNvcnRleC52b2ljZS52MS5TeW50aGVzaXNDb25maWdIABIOCgR0ZXh0GAIgASgJSAASJwoFZmx1c2gYAyABKAsyFi5jb3J0ZXgudm9pY2UudjEuRmx1c2hIABInCgVjbGVhchgEIAEoCzIWLmNvcnRleC52b2ljZS52MS5DbGVhckgAQgkKB3JlcXVlc3QiBwoFRmx1c2giNwoFQ2xlYXISGwoOcGxheWVkX3NhbXBsZXMYASABKARIAIgBAUIRCg9fcGxheWVkX3NhbXBsZXMicgoKV29yZFRpbWluZxIsCgl0ZXh0X3NwYW4YASABKAsyGS5jb3J0ZXgudm9pY2UudjEuVGV4dFNwYW4SDAoEdGV4dBgCIAEoCRIUCgxzdGFydF9zYW1wbGUYAyABKAQSEgoKZW5kX3NhbXBsZRgEIAEoBCJzCgxWaXNlbWVUaW1pbmcSEQoJdmlzZW1lX2lkGAEgASgNEhUKDW9jdWx1c192aXNlbWUYAiABKAkSDwoHcGhvbmVtZRgDIAEoCRIUCgxzdGFydF9zYW1wbGUYBCABKAQSEgoKZW5kX3NhbXBsZRgFIAEoBCLkAQoMSW50ZXJydXB0aW9uEhQKDHNlbnRfc2FtcGxlcxgBIAEoBBIWCg5wbGF5ZWRfc2FtcGxlcxgCIAEoBBItCgpoZWFyZF9zcGFuGAMgASgLMhkuY29ydGV4LnZvaWNlLnYxLlRleHRTcGFuEhIKCmhlYXJkX3RleHQYBCABKAkSMAoLaGVhcmRfd29yZHMYBSADKAsyGy5jb3J0ZXgudm9pY2UudjEuV29yZFRpbWluZxIaChJsYXN0X3dvcmRfY29tcGxldGUYBiABKAgSFQoNdW5oZWFyZF9jaGFycxgHIAEoDSLzAgoSU3ludGhlc2l6ZVJlc3BvbnNlEg0KBWF1ZGlvGAEgASgMEhcKD3NlcXVlbmNlX251bWJlchgCIAEoDRIVCg1zYW1wbGVfb2Zmc2V0GAMgASgEEhQKDHNhbXBsZV9jb3VudBgEIAEoDRIsCgl0ZXh0X3NwYW4YBSABKAsyGS5jb3J0ZXgudm9pY2UudjEuVGV4dFNwYW4SDAoEdGV4dBgGIAEoCRIsCgZmb3JtYXQYByABKAsyHC5jb3J0ZXgudm9pY2UudjEuQXVkaW9Gb3JtYXQSDQoFdm9pY2UYCCABKAkSKgoFd29yZHMYCSADKAsyGy5jb3J0ZXgudm9pY2UudjEuV29yZFRpbWluZxIuCgd2aXNlbWVzGAogAygLMh0uY29ydGV4LnZvaWNlLnYxLlZpc2VtZVRpbWluZxIzCgxpbnRlcnJ1cHRpb24YCyABKAsyHS5jb3J0ZXgudm9pY2UudjEuSW50ZXJydXB0aW9uIlcKFVN5bnRoZXNpemVUZXh0UmVxdWVzdBIwCgZjb25maWcYASABKAsyIC5jb3J0ZXgudm9pY2UudjEuU3ludGhlc2lzQ29uZmlnEgwKBHRleHQYAiABKAkiJQoRTGlzdFZvaWNlc1JlcXVlc3QSEAoIbGFuZ3VhZ2UYASABKAkiPAoSTGlzdFZvaWNlc1Jlc3BvbnNlEiYKBnZvaWNlcxgBIAMoCzIWLmNvcnRleC52b2ljZS52MS5Wb2ljZSKPAQoFVm9pY2USCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghsYW5ndWFnZRgDIAEoCRIOCgZlbmdpbmUYBCABKAkSDQoFbW9kZWwYBSABKAkSDwoHc3BlYWtlchgGIAEoCRIWCg5zYW1wbGVfcmF0ZV9oehgHIAEoDRISCgppc19kZWZhdWx0GAggASgIMp4CCglTeW50aGVzaXMSWQoKU3ludGhlc2l6ZRIiLmNvcnRleC52b2ljZS52MS5TeW50aGVzaXplUmVxdWVzdBojLmNvcnRleC52b2ljZS52MS5TeW50aGVzaXplUmVzcG9uc2UoATABEl8KDlN5bnRoZXNpemVUZXh0EiYuY29ydGV4LnZvaWNlLnYxLlN5bnRoZXNpemVUZXh0UmVxdWVzdBojLmNvcnRleC52b2ljZS52MS5TeW50aGVzaXplUmVzcG9uc2UwARJVCgpMaXN0Vm9pY2VzEiIuY29ydGV4LnZvaWNlLnYxLkxpc3RWb2ljZXNSZXF1ZXN0GiMuY29ydGV4LnZvaWNlLnYxLkxpc3RWb2ljZXNSZXNwb25zZWIGcHJvdG8z", [file_cortex_voice_v1_audio]);
 
 /**
  * Settings of a synthesis.
@@ -58,7 +58,7 @@ export const SynthesisConfigSchema: GenMessage<SynthesisConfig> = /*@__PURE__*/
   messageDesc(file_cortex_voice_v1_synthesis, 0);
 
 /**
- * One message of a Synthesize stream: the config first, then text and flushes.
+ * One message of a Synthesize stream: the config first, then text, flushes and clears.
  *
  * @generated from message cortex.voice.v1.SynthesizeRequest
  */
@@ -92,6 +92,14 @@ export type SynthesizeRequest = Message<"cortex.voice.v1.SynthesizeRequest"> & {
      */
     value: Flush;
     case: "flush";
+  } | {
+    /**
+     * Barge-in: the listener interrupted. Stops speaking at once; see Clear.
+     *
+     * @generated from field: cortex.voice.v1.Clear clear = 4;
+     */
+    value: Clear;
+    case: "clear";
   } | { case: undefined; value?: undefined };
 };
 
@@ -116,6 +124,190 @@ export type Flush = Message<"cortex.voice.v1.Flush"> & {
  */
 export const FlushSchema: GenMessage<Flush> = /*@__PURE__*/
   messageDesc(file_cortex_voice_v1_synthesis, 2);
+
+/**
+ * The listener interrupted: drop all text received and not yet spoken, stop the sentence being
+ * synthesized, and send no more audio of it. Audio chunks the server had queued but not yet sent are
+ * discarded (sequence numbers and sample offsets stay gapless). The server answers with one response
+ * carrying `interruption`, after the last audio chunk of the cleared text. The stream stays open: text
+ * sent after the clear is spoken as usual, its positions still counting all text sent.
+ *
+ * @generated from message cortex.voice.v1.Clear
+ */
+export type Clear = Message<"cortex.voice.v1.Clear"> & {
+  /**
+   * How much of the call's audio the client actually played, in samples at the output rate from the
+   * start of the call (as `sample_offset` counts). Unset means all audio it received was played.
+   *
+   * @generated from field: optional uint64 played_samples = 1;
+   */
+  playedSamples?: bigint | undefined;
+};
+
+/**
+ * Describes the message cortex.voice.v1.Clear.
+ * Use `create(ClearSchema)` to create a new message.
+ */
+export const ClearSchema: GenMessage<Clear> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_synthesis, 3);
+
+/**
+ * A word of the spoken text and where its audio lies.
+ *
+ * @generated from message cortex.voice.v1.WordTiming
+ */
+export type WordTiming = Message<"cortex.voice.v1.WordTiming"> & {
+  /**
+   * The word's span of the call's input text, in code points of all text sent.
+   *
+   * @generated from field: cortex.voice.v1.TextSpan text_span = 1;
+   */
+  textSpan?: TextSpan | undefined;
+
+  /**
+   * The word as written in the input.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * First sample of the word on the call's output timeline (samples at `format`'s rate, as
+   * `sample_offset` counts).
+   *
+   * @generated from field: uint64 start_sample = 3;
+   */
+  startSample: bigint;
+
+  /**
+   * One past the word's last sample on the same timeline.
+   *
+   * @generated from field: uint64 end_sample = 4;
+   */
+  endSample: bigint;
+};
+
+/**
+ * Describes the message cortex.voice.v1.WordTiming.
+ * Use `create(WordTimingSchema)` to create a new message.
+ */
+export const WordTimingSchema: GenMessage<WordTiming> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_synthesis, 4);
+
+/**
+ * A mouth shape to show over a stretch of the audio, for lip sync.
+ *
+ * @generated from message cortex.voice.v1.VisemeTiming
+ */
+export type VisemeTiming = Message<"cortex.voice.v1.VisemeTiming"> & {
+  /**
+   * Azure Speech / SAPI viseme id, 0 (silence) to 21.
+   *
+   * @generated from field: uint32 viseme_id = 1;
+   */
+  visemeId: number;
+
+  /**
+   * Oculus/Meta Lipsync viseme: one of sil, PP, FF, TH, DD, kk, CH, SS, nn, RR, aa, E, I, O, U.
+   *
+   * @generated from field: string oculus_viseme = 2;
+   */
+  oculusViseme: string;
+
+  /**
+   * The IPA phoneme it comes from, as the engine emitted it (empty for a pause).
+   *
+   * @generated from field: string phoneme = 3;
+   */
+  phoneme: string;
+
+  /**
+   * First sample on the call's output timeline.
+   *
+   * @generated from field: uint64 start_sample = 4;
+   */
+  startSample: bigint;
+
+  /**
+   * One past the last sample on the same timeline.
+   *
+   * @generated from field: uint64 end_sample = 5;
+   */
+  endSample: bigint;
+};
+
+/**
+ * Describes the message cortex.voice.v1.VisemeTiming.
+ * Use `create(VisemeTimingSchema)` to create a new message.
+ */
+export const VisemeTimingSchema: GenMessage<VisemeTiming> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_synthesis, 5);
+
+/**
+ * The answer to a Clear: what the listener heard, so the dialogue history can be cut there.
+ *
+ * @generated from message cortex.voice.v1.Interruption
+ */
+export type Interruption = Message<"cortex.voice.v1.Interruption"> & {
+  /**
+   * The call's audio sent before the clear, in samples: the end of the last chunk sent.
+   *
+   * @generated from field: uint64 sent_samples = 1;
+   */
+  sentSamples: bigint;
+
+  /**
+   * The played position used: the client's `played_samples`, at most `sent_samples`.
+   *
+   * @generated from field: uint64 played_samples = 2;
+   */
+  playedSamples: bigint;
+
+  /**
+   * The text heard since the start of the call or the previous clear: from the first code point
+   * after that point to the end of the last word whose audio began before `played_samples`. Empty
+   * (start = end) when no word was heard.
+   *
+   * @generated from field: cortex.voice.v1.TextSpan heard_span = 3;
+   */
+  heardSpan?: TextSpan | undefined;
+
+  /**
+   * The text of `heard_span`.
+   *
+   * @generated from field: string heard_text = 4;
+   */
+  heardText: string;
+
+  /**
+   * The words heard, in order, with their timing.
+   *
+   * @generated from field: repeated cortex.voice.v1.WordTiming heard_words = 5;
+   */
+  heardWords: WordTiming[];
+
+  /**
+   * True when the last heard word was played to its end; false when the listener cut into it.
+   *
+   * @generated from field: bool last_word_complete = 6;
+   */
+  lastWordComplete: boolean;
+
+  /**
+   * Code points of text received before the clear that were not heard: dropped unspoken, or after
+   * the point where the listener cut in. The end of `heard_span` plus these is all text received.
+   *
+   * @generated from field: uint32 unheard_chars = 7;
+   */
+  unheardChars: number;
+};
+
+/**
+ * Describes the message cortex.voice.v1.Interruption.
+ * Use `create(InterruptionSchema)` to create a new message.
+ */
+export const InterruptionSchema: GenMessage<Interruption> = /*@__PURE__*/
+  messageDesc(file_cortex_voice_v1_synthesis, 6);
 
 /**
  * One chunk of synthesized audio.
@@ -178,6 +370,29 @@ export type SynthesizeResponse = Message<"cortex.voice.v1.SynthesizeResponse"> &
    * @generated from field: string voice = 8;
    */
   voice: string;
+
+  /**
+   * The words whose audio overlaps this chunk, in order, with times on the call's output timeline. A
+   * word spanning two chunks is listed in both. Empty for voices without timing (VITS).
+   *
+   * @generated from field: repeated cortex.voice.v1.WordTiming words = 9;
+   */
+  words: WordTiming[];
+
+  /**
+   * The visemes whose stretch overlaps this chunk, in order and back to back, covering the chunk's
+   * audio. Empty for voices without timing.
+   *
+   * @generated from field: repeated cortex.voice.v1.VisemeTiming visemes = 10;
+   */
+  visemes: VisemeTiming[];
+
+  /**
+   * Set only on the response that answers a Clear; such a response carries no audio.
+   *
+   * @generated from field: cortex.voice.v1.Interruption interruption = 11;
+   */
+  interruption?: Interruption | undefined;
 };
 
 /**
@@ -185,7 +400,7 @@ export type SynthesizeResponse = Message<"cortex.voice.v1.SynthesizeResponse"> &
  * Use `create(SynthesizeResponseSchema)` to create a new message.
  */
 export const SynthesizeResponseSchema: GenMessage<SynthesizeResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_synthesis, 3);
+  messageDesc(file_cortex_voice_v1_synthesis, 7);
 
 /**
  * One text to speak.
@@ -213,7 +428,7 @@ export type SynthesizeTextRequest = Message<"cortex.voice.v1.SynthesizeTextReque
  * Use `create(SynthesizeTextRequestSchema)` to create a new message.
  */
 export const SynthesizeTextRequestSchema: GenMessage<SynthesizeTextRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_synthesis, 4);
+  messageDesc(file_cortex_voice_v1_synthesis, 8);
 
 /**
  * Which voices to list.
@@ -234,7 +449,7 @@ export type ListVoicesRequest = Message<"cortex.voice.v1.ListVoicesRequest"> & {
  * Use `create(ListVoicesRequestSchema)` to create a new message.
  */
 export const ListVoicesRequestSchema: GenMessage<ListVoicesRequest> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_synthesis, 5);
+  messageDesc(file_cortex_voice_v1_synthesis, 9);
 
 /**
  * The voices the server can speak with.
@@ -255,7 +470,7 @@ export type ListVoicesResponse = Message<"cortex.voice.v1.ListVoicesResponse"> &
  * Use `create(ListVoicesResponseSchema)` to create a new message.
  */
 export const ListVoicesResponseSchema: GenMessage<ListVoicesResponse> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_synthesis, 6);
+  messageDesc(file_cortex_voice_v1_synthesis, 10);
 
 /**
  * A voice the server can speak with.
@@ -325,7 +540,7 @@ export type Voice = Message<"cortex.voice.v1.Voice"> & {
  * Use `create(VoiceSchema)` to create a new message.
  */
 export const VoiceSchema: GenMessage<Voice> = /*@__PURE__*/
-  messageDesc(file_cortex_voice_v1_synthesis, 7);
+  messageDesc(file_cortex_voice_v1_synthesis, 11);
 
 /**
  * Text-to-speech. Text is split into sentences and clauses as it arrives and each is spoken as
