@@ -20,15 +20,18 @@ describe('voice models pull with Kokoro enabled', () => {
   });
   after(() => hub.close());
 
-  it('lists the graph, vocab and configured voice files as missing, then pulls just those', async () => {
-    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
-    const config = writeConfigFile({
+  const configFor = (cacheDir: string, kokoro: Record<string, unknown>) =>
+    writeConfigFile({
       models: {
         cache_dir: cacheDir,
         hub_url: hub.url,
-        tts: { kokoro: { enabled: true, model: source.modelId, voices: ['af_heart', 'bm_george'] } },
+        tts: { kokoro: { enabled: true, model: source.modelId, ...kokoro } },
       },
     });
+
+  it('lists the graph, vocab and configured voice files as missing, then pulls just those', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
+    const config = configFor(cacheDir, { voices: ['af_heart', 'bm_george'] });
     const listed = await runCli(['models', 'list', '--config', config]);
     assert.equal(listed.code, 1);
     assert.match(
@@ -57,13 +60,7 @@ describe('voice models pull with Kokoro enabled', () => {
 
   it('pulls the graph of the configured dtype', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'voice-cache-'));
-    const config = writeConfigFile({
-      models: {
-        cache_dir: cacheDir,
-        hub_url: hub.url,
-        tts: { kokoro: { enabled: true, model: source.modelId, dtype: 'q8' } },
-      },
-    });
+    const config = configFor(cacheDir, { dtype: 'q8' });
     const pulled = await runCli(['models', 'pull', source.modelId, '--config', config]);
     assert.equal(pulled.code, 1, 'the mirror has no quantized graph');
     assert.match(pulled.stderr, /onnx\/model_quantized\.onnx: .*404/);
