@@ -64,6 +64,7 @@ const ORIGIN = 'an origin such as https://app.example (scheme, host, optional po
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const DTYPES = ['fp32', 'fp16', 'q8', 'q4'] as const;
+const KOKORO_VOICE = 'a Kokoro voice name such as af_heart or bm_george';
 
 const serviceSchema = z
   .object({
@@ -208,12 +209,47 @@ const modelsSchema = z
         speed: numberIn(0.5, 2.0).default(1.0),
         /** Neural voices to load (Hugging Face ids of VITS / MMS-TTS ONNX exports). */
         neural_models: textList.default([]),
+        /**
+         * Kokoro-82M (Apache-2.0 weights), voices `kokoro:<voice>` at 24 kHz with word timing from the
+         * model's durations. Off by default: the fp32 graph is a ~330 MB download.
+         */
+        kokoro: z
+          .object({
+            enabled: flag.default(false),
+            /** Hub id of the ONNX export; the timestamped one gives per-token durations. */
+            model: text('a model id').default('onnx-community/Kokoro-82M-v1.0-ONNX-timestamped'),
+            /** Which graph of the export: fp32 onnx/model.onnx, fp16, q8 model_quantized, q4. */
+            dtype: oneOf(DTYPES).default('fp32'),
+            /** Voices to pull and offer, by Kokoro's names (voices/<name>.bin of the export). */
+            voices: z
+              .array(
+                z
+                  .string({ error: KOKORO_VOICE })
+                  .regex(/^[abefhijpz][fm]_[a-z0-9]+$/, { error: KOKORO_VOICE }),
+                { error: `a list, each ${KOKORO_VOICE}` },
+              )
+              .min(1, { error: `a non-empty list, each ${KOKORO_VOICE}` })
+              .default(['af_heart']),
+          })
+          .strict()
+          .prefault({}),
         /** Longest text per request, in characters. */
         max_text_chars: intIn(1, 1_000_000).default(5000),
         /** Longest total text per Synthesize stream, in characters. */
         max_stream_text_chars: intIn(1, 10_000_000).default(100_000),
       })
       .strict()
+      .superRefine((tts, context) => {
+        if (!tts.voice.startsWith('kokoro:')) return;
+        const name = tts.voice.slice('kokoro:'.length);
+        if (!tts.kokoro.enabled || !tts.kokoro.voices.includes(name)) {
+          context.addIssue({
+            code: 'custom',
+            path: ['voice'],
+            message: `a voice of models.tts.kokoro (enabled: true, with "${name}" among its voices)`,
+          });
+        }
+      })
       .prefault({}),
   })
   .strict();

@@ -160,6 +160,25 @@ describe('config', () => {
     );
   });
 
+  it('takes a Kokoro voice as the default only when Kokoro is enabled with that voice', () => {
+    const kokoro = { enabled: true, voices: ['af_heart', 'bm_george'] };
+    const config = load({ models: { tts: { voice: 'kokoro:bm_george', kokoro } } });
+    assert.equal(config.models.tts.kokoro.model, 'onnx-community/Kokoro-82M-v1.0-ONNX-timestamped');
+    assert.equal(config.models.tts.kokoro.dtype, 'fp32');
+    assert.match(
+      failure({ models: { tts: { voice: 'kokoro:af_heart' } } }),
+      /^config: models\.tts\.voice = "kokoro:af_heart" \(in .*\) is invalid; expected a voice of models\.tts\.kokoro \(enabled: true, with "af_heart" among its voices\)$/,
+    );
+    assert.match(
+      failure({ models: { tts: { voice: 'kokoro:af_sky', kokoro } } }),
+      /models\.tts\.voice = "kokoro:af_sky" .*with "af_sky" among its voices/,
+    );
+    assert.match(
+      failure({ models: { tts: { kokoro: { voices: ['Heart'] } } } }),
+      /^config: models\.tts\.kokoro\.voices\.0 = "Heart" .* expected a Kokoro voice name such as af_heart/,
+    );
+  });
+
   it('takes browser origins, each a scheme and host, or *', () => {
     assert.deepEqual(
       load({ service: { cors_origins: ['http://127.0.0.1:5173', '*'] } }).service.cors_origins,

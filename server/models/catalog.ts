@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config.js';
+import { kokoroModelFiles } from '../engines/kokoro-model.js';
 import { recognitionModelFiles } from '../engines/transformers-asr.js';
 import { vitsModelFiles } from '../engines/transformers-tts.js';
 
@@ -17,7 +18,7 @@ export interface ModelStatus extends ModelEntry {
   readonly missing: readonly string[];
 }
 
-/** Every model the config names: the multilingual and English recognition models and allow-list, the neural voices. */
+/** Every model the config names: the multilingual and English recognition models and allow-list, the neural voices (VITS, Kokoro). */
 export function configuredModels(config: Config): ModelEntry[] {
   const root = resolve(config.models.cache_dir);
   const entry = (id: string, kind: ModelEntry['kind'], files: readonly string[]): ModelEntry => ({
@@ -32,7 +33,11 @@ export function configuredModels(config: Config): ModelEntry[] {
     entry(id, 'speech recognition', recognitionModelFiles(sttConfig.dtype)),
   );
   const tts = config.models.tts.neural_models.map((id) => entry(id, 'neural voice', vitsModelFiles));
-  return [...stt, ...tts];
+  const { kokoro } = config.models.tts;
+  const kokoroEntry = kokoro.enabled
+    ? [entry(kokoro.model, 'neural voice', kokoroModelFiles(kokoro.dtype, kokoro.voices))]
+    : [];
+  return [...stt, ...tts, ...kokoroEntry];
 }
 
 /** Which files of each model are on disk. */

@@ -6,11 +6,13 @@
  * then timed on two lengths, and its cost reported, so capacity is estimated before the first stream.
  */
 import { createEspeakSynthesizer, ESPEAK_DEFAULT_VOICE } from '../engines/espeak-ng.js';
+import { createKokoroSynthesizer } from '../engines/kokoro-tts.js';
+import { KOKORO_ID_PREFIX } from '../engines/kokoro-voices.js';
 import { createSileroVad } from '../engines/silero-vad.js';
 import { scaleTiming } from '../engines/speech-timing.js';
 import { timeStretch } from '../engines/time-stretch.js';
 import { createTransformersRecognizer, type TransformersRecognizer } from '../engines/transformers-asr.js';
-import { createTransformersSynthesizer, type TransformersSynthesizer } from '../engines/transformers-tts.js';
+import { createTransformersSynthesizer } from '../engines/transformers-tts.js';
 import type { SpeechSynthesizer, SynthesizedAudio, VoiceInfo } from '../engines/types.js';
 import { Reason, throwIfAborted, VoiceError } from '../errors.js';
 import type {
@@ -165,11 +167,18 @@ async function calibrate(recognizer: TransformersRecognizer, model: string): Pro
   return { fixedSeconds: Math.max(0, first - perAudioSecond * shortSeconds), perAudioSecond };
 }
 
+/** A loaded synthesis engine and the voice ids it serves (those starting with `prefix`). */
+interface TtsEngine {
+  readonly prefix: string;
+  readonly engine: SpeechSynthesizer;
+  /** False: the engine ignores speed and its audio is time-stretched here. */
+  readonly nativeSpeed: boolean;
+}
+
 async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<EngineReport['tts']>> {
   const unavailable: { what: string; reason: string }[] = [];
   const voices: VoiceInfo[] = [];
-  let espeak: SpeechSynthesizer | undefined;
-  let neural: TransformersSynthesizer | undefined;
+  const engines: TtsEngine[] = [];
   const warm = { signal: new AbortController().signal, speed: 1 };
 
   if (spec.espeak) {
@@ -178,7 +187,7 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
     try {
       await engine.load();
       await engine.synthesize('ready', { ...warm, voice: defaultVoice });
-      espeak = engine;
+      engines.push({ prefix: 'espeak:', engine, nativeSpeed: true });
       voices.push(...engine.voices());
     } catch (error) {
       unavailable.push({ what: 'espeak-ng', reason: messageOf(error) });
@@ -198,7 +207,22 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
         unavailable.push({ what: voice.id, reason: messageOf(error) });
       }
     }
-    if (loaded.voices.length > 0) neural = engine;
+    if (loaded.voices.length > 0) engines.push({ prefix: 'vits:', engine, nativeSpeed: engine.nativeSpeed });
+  }
+  if (spec.kokoro !== undefined) {
+    const engine = createKokoroSynthesizer(spec.kokoro);
+    const loaded = await engine.load();
+    unavailable.push(...loaded.unavailable);
+    const [first] = loaded.voices;
+    try {
+      // One warm-up: every voice runs the same session.
+      if (first !== undefined) await engine.synthesize('ready', { ...warm, voice: first.id });
+      voices.push(...loaded.voices);
+      if (first !== undefined)
+        engines.push({ prefix: KOKORO_ID_PREFIX, engine, nativeSpeed: engine.nativeSpeed });
+    } catch (error) {
+      unavailable.push({ what: spec.kokoro.model, reason: messageOf(error) });
+    }
   }
 
   const byId = new Map(voices.map((voice) => [voice.id, voice]));
@@ -219,17 +243,14 @@ async function loadTts(spec: TtsSpec, handlers: Handlers): Promise<NonNullable<E
   ): Promise<JobOutcome> => {
     const id = voice === '' ? spec.defaultVoice : voice;
     const options = { voice: id, speed, signal };
-    let audio: SynthesizedAudio;
-    let nativeSpeed: boolean;
-    if (neural !== undefined && (id.startsWith('vits:') || espeak === undefined)) {
-      audio = await neural.synthesize(text, options);
-      nativeSpeed = neural.nativeSpeed;
-    } else if (espeak !== undefined) {
-      audio = await espeak.synthesize(text, options);
-      nativeSpeed = true;
-    } else {
-      throw new VoiceError(Reason.UnknownResource, `voice: unknown voice "${voice}"`);
-    }
+    // By id prefix; an id no engine claims goes to eSpeak (or the only engine), which names valid voices.
+    const chosen =
+      engines.find((candidate) => id.startsWith(candidate.prefix)) ??
+      engines.find((candidate) => candidate.prefix === 'espeak:') ??
+      engines[0];
+    if (chosen === undefined) throw new VoiceError(Reason.UnknownResource, `voice: unknown voice "${voice}"`);
+    const audio: SynthesizedAudio = await chosen.engine.synthesize(text, options);
+    const { nativeSpeed } = chosen;
     // Stretched here, in the worker, so the main thread never does this CPU work.
     const stretched = nativeSpeed ? audio.samples : timeStretch(audio.samples, audio.sampleRate, speed);
     throwIfAborted(signal);

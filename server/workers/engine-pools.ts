@@ -67,6 +67,17 @@ export function engineWorkerData(
           models: models.tts.neural_models.map((id) => ({ id, language: languageOfModel(id) })),
           threads,
         },
+        ...(models.tts.kokoro.enabled
+          ? {
+              kokoro: {
+                cacheDir: models.cache_dir,
+                model: models.tts.kokoro.model,
+                dtype: models.tts.kokoro.dtype,
+                voices: models.tts.kokoro.voices,
+                threads,
+              },
+            }
+          : {}),
       },
     },
   };

@@ -36,6 +36,14 @@ export interface TtsSpec {
     readonly models: readonly { readonly id: string; readonly language: string; readonly speaker?: string }[];
     readonly threads: number;
   };
+  /** Kokoro voices (models.tts.kokoro), when enabled. */
+  readonly kokoro?: {
+    readonly cacheDir: string;
+    readonly model: string;
+    readonly dtype: 'fp32' | 'fp16' | 'q8' | 'q4';
+    readonly voices: readonly string[];
+    readonly threads: number;
+  };
 }
 
 /** The `workerData` of an engine worker: which engines to build, with what settings. */
