@@ -341,6 +341,73 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
     }
   });
 
+  it('speak drives words and visemes on the audio clock, and a barge-in resolves with the words heard', async () => {
+    const text =
+      'Good morning, your table for four is ready. Please follow me to the window, and enjoy your meal.';
+    const { page, context } = await openPage(pages.origin);
+    try {
+      const run = await page.evaluate(
+        async ({ sdkUrl, baseUrl, token, text }) => {
+          const sdk = await import(sdkUrl);
+          const client = sdk.createVoiceWebClient({ baseUrl, token });
+          const audio = new AudioContext();
+          const words: Array<Record<string, unknown>> = [];
+          const visemes: Array<Record<string, unknown>> = [];
+          const stop = new AbortController();
+          const result = await client.speak(text, {
+            audioContext: audio,
+            stopSignal: stop.signal,
+            onWord: (word: Record<string, unknown>) => {
+              words.push({ ...word, firedAt: audio.currentTime });
+              // The listener interrupts during the sixth word.
+              if (words.length === 6) setTimeout(() => stop.abort(), 60);
+            },
+            onViseme: (viseme: Record<string, unknown>) =>
+              visemes.push({ ...viseme, firedAt: audio.currentTime }),
+          });
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          return { result, words, visemes, wordsAfterWait: words.length };
+        },
+        { sdkUrl: SDK_URL, baseUrl: webUrl, token, text },
+      );
+      type Timed = { startTime: number; endTime: number; firedAt: number };
+      const words = run.words as unknown as Array<
+        Timed & { text: string; textSpan: { start: number; end: number } }
+      >;
+      const visemes = run.visemes as unknown as Array<Timed & { visemeId: number; oculusViseme: string }>;
+      assert.deepEqual(
+        words.map((w) => w.text),
+        ['Good', 'morning', 'your', 'table', 'for', 'four'].slice(0, words.length),
+      );
+      assert.ok(words.length >= 6, `${words.length} words before the stop`);
+      for (const [i, w] of words.entries()) {
+        assert.ok(Math.abs(w.firedAt - w.startTime) < 0.1, `word ${i} fired at its time`);
+        assert.ok(w.endTime > w.startTime);
+        assert.ok(i === 0 || w.startTime >= (words[i - 1]?.endTime ?? 0) - 1e-6, 'words in order');
+      }
+      assert.ok(visemes.length > words.length, 'several visemes per word');
+      for (const [i, v] of visemes.entries()) {
+        assert.ok(v.visemeId >= 0 && v.visemeId <= 21 && v.oculusViseme.length > 0);
+        if (i > 0) assert.ok(Math.abs(v.startTime - (visemes[i - 1]?.endTime ?? 0)) < 1e-6, 'back to back');
+      }
+      const result = run.result as unknown as {
+        interrupted: boolean;
+        heard: { text: string; end: number; words: Array<{ text: string }>; lastWordComplete: boolean };
+      };
+      assert.equal(result.interrupted, true);
+      assert.equal(run.wordsAfterWait, words.length, 'no word fired after the stop');
+      // Heard: the words that began to play, which are the words announced.
+      assert.deepEqual(
+        result.heard.words.map((w) => w.text),
+        words.map((w) => w.text),
+      );
+      assert.equal(result.heard.end, words.at(-1)?.textSpan.end);
+      assert.equal(result.heard.text, [...text].slice(0, result.heard.end).join(''));
+    } finally {
+      await context.close();
+    }
+  });
+
   it('a failed append is retried with its sequence number and the same audio; an AbortSignal ends the session', async () => {
     const { page, context } = await openPage(pages.origin);
     const appends = recordRequests(context, APPEND_PATH);

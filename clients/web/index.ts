@@ -17,6 +17,7 @@ export {
   VOICE_ERROR_DOMAIN,
   type VoiceErrorInfo,
 } from '../common/errors.js';
+export type { HeardText } from '../common/heard-text.js';
 export type { RetryOptions } from './append-sender.js';
 export { createVoiceWebClient, type VoiceWebClient, type VoiceWebClientOptions } from './client.js';
 export type { LiveSessionApi, LiveSessionMessage, TranscriptionConfigInit } from './live-session.js';
@@ -35,6 +36,14 @@ export {
   type ResumableSessionOptions,
   type SessionResumeOptions,
 } from './resumable-session.js';
-export { type SpeakOptions, type SpeakResult, type SpokenChunk, sliceCodePoints } from './speaker.js';
+export {
+  type HeardSpeech,
+  type SpeakOptions,
+  type SpeakResult,
+  type SpokenChunk,
+  type SpokenViseme,
+  type SpokenWord,
+  sliceCodePoints,
+} from './speaker.js';
 export { type ClientToken, createTokenProvider, type TokenProvider, type TokenSource } from './token.js';
 export type { MicrophoneTranscription, TranscribeMicrophoneOptions } from './transcribe-microphone.js';

@@ -1,7 +1,9 @@
 import type { Client } from '@connectrpc/connect';
 import { AudioEncoding } from '../../server/gen/cortex/voice/v1/audio_pb.js';
-import type { Synthesis } from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
+import type { Synthesis, VisemeTiming, WordTiming } from '../../server/gen/cortex/voice/v1/synthesis_pb.js';
 import { abortError } from '../common/abortable-delay.js';
+import { type HeardText, heardOf } from '../common/heard-text.js';
+import { createClockEvents } from './clock-events.js';
 
 export interface SpeakOptions {
   /** A voice id from ListVoices; the server's default otherwise. */
@@ -14,8 +16,17 @@ export interface SpeakOptions {
   readonly audioContext?: AudioContext;
   /** The node to play into (default: the context's destination). */
   readonly destination?: AudioNode;
-  /** Called as each chunk starts playing, in order: captions, lip-sync, highlighting. */
+  /** Called as each chunk starts playing, in order: captions, highlighting. */
   readonly onChunk?: (chunk: SpokenChunk) => void;
+  /** Called as each word starts playing, in order (voices with timing: eSpeak, Kokoro). */
+  readonly onWord?: (word: SpokenWord) => void;
+  /** Called as each viseme starts, in order and back to back: drives an avatar's mouth. */
+  readonly onViseme?: (viseme: SpokenViseme) => void;
+  /**
+   * Barge-in: stops playback at once and cancels the call; speak() then resolves (it does not reject)
+   * with `interrupted` and what was `heard`, so the dialogue history can be cut there.
+   */
+  readonly stopSignal?: AbortSignal;
   /** Seconds of audio scheduled ahead before the first chunk starts (default 0.05). */
   readonly leadSeconds?: number;
 }
@@ -35,7 +46,36 @@ export interface SpokenChunk {
   readonly sampleRate: number;
 }
 
+/** A word as it starts playing; times on the AudioContext's clock (seconds). */
+export interface SpokenWord {
+  readonly text: string;
+  /** Its span of the input text, in code points. */
+  readonly textSpan: { readonly start: number; readonly end: number };
+  readonly startTime: number;
+  readonly endTime: number;
+}
+
+/** A mouth shape as it starts; times on the AudioContext's clock (seconds). */
+export interface SpokenViseme {
+  /** Azure/SAPI viseme id, 0–21. */
+  readonly visemeId: number;
+  /** Oculus/Meta viseme: sil, PP, FF, TH, DD, kk, CH, SS, nn, RR, aa, E, I, O, U. */
+  readonly oculusViseme: string;
+  readonly phoneme: string;
+  readonly startTime: number;
+  readonly endTime: number;
+}
+
+/** What the listener heard: the text up to the end of the last word whose audio began. */
+export interface HeardSpeech extends HeardText {
+  readonly text: string;
+}
+
 export interface SpeakResult {
+  /** True when stopSignal stopped playback before the end. */
+  readonly interrupted: boolean;
+  /** All the text when it played to its end; after a stop, up to the last word begun. */
+  readonly heard: HeardSpeech;
   readonly chunks: number;
   /** Seconds of audio played. */
   readonly duration: number;
@@ -70,33 +110,56 @@ export async function speak(
   const rate =
     context.sampleRate >= 8000 && context.sampleRate <= 48_000 ? Math.round(context.sampleRate) : 0;
 
-  // Caption callbacks, in order, each once its chunk's start time has come on the context's clock.
-  const captions: SpokenChunk[] = [];
-  let captionTimer: ReturnType<typeof setTimeout> | undefined;
-  const announce = (now: number) => {
-    while (captions.length > 0 && (captions[0]?.startTime ?? 0) <= now + 0.002) {
-      const chunk = captions.shift() as SpokenChunk;
-      options.onChunk?.(chunk);
-    }
+  const events = createClockEvents(context);
+  /** Where each chunk plays: its first sample on the call's timeline, and its start on the clock. */
+  const placed: { offset: number; count: number; startTime: number; rate: number; textEnd: number }[] = [];
+  const chunkWords: WordTiming[][] = [];
+  const announced = new Set<bigint>();
+  /** The clock time of sample `sample` of the call's timeline, as the chunks were scheduled. */
+  const timeOf = (sample: number): number => {
+    let chunk = placed[0];
+    for (const candidate of placed) if (candidate.offset <= sample) chunk = candidate;
+    return chunk === undefined ? 0 : chunk.startTime + (sample - chunk.offset) / chunk.rate;
   };
-  // One timer, for the next caption; the context's clock moves in steps, so a timer that fires a
-  // little early is armed again for what is left.
-  const armCaptions = () => {
-    if (captionTimer !== undefined || captions.length === 0) return;
-    const wait = ((captions[0]?.startTime ?? 0) - context.currentTime) * 1000;
-    captionTimer = setTimeout(
-      () => {
-        captionTimer = undefined;
-        announce(context.currentTime);
-        armCaptions();
-      },
-      Math.max(wait, 4),
-    );
+  /** Samples of the call's timeline played by now. */
+  const playedSamples = (): number => {
+    const now = context.currentTime;
+    let played = 0;
+    for (const chunk of placed) {
+      if (chunk.startTime > now) break;
+      played = chunk.offset + Math.min(chunk.count, Math.round((now - chunk.startTime) * chunk.rate));
+    }
+    return played;
+  };
+  const scheduleTiming = (words: readonly WordTiming[], visemes: readonly VisemeTiming[]) => {
+    for (const word of words) {
+      if (options.onWord === undefined || announced.has(word.startSample)) continue;
+      announced.add(word.startSample);
+      const spoken: SpokenWord = {
+        text: word.text,
+        textSpan: { start: word.textSpan?.start ?? 0, end: word.textSpan?.end ?? 0 },
+        startTime: timeOf(Number(word.startSample)),
+        endTime: timeOf(Number(word.endSample)),
+      };
+      events.at(spoken.startTime, () => options.onWord?.(spoken));
+    }
+    for (const viseme of visemes) {
+      const key = -1n - viseme.startSample;
+      if (options.onViseme === undefined || announced.has(key)) continue;
+      announced.add(key);
+      const shape: SpokenViseme = {
+        visemeId: viseme.visemeId,
+        oculusViseme: viseme.oculusViseme,
+        phoneme: viseme.phoneme,
+        startTime: timeOf(Number(viseme.startSample)),
+        endTime: timeOf(Number(viseme.endSample)),
+      };
+      events.at(shape.startTime, () => options.onViseme?.(shape));
+    }
   };
   const sources = new Set<AudioBufferSourceNode>();
   const stopAll = () => {
-    captions.length = 0;
-    clearTimeout(captionTimer);
+    events.cancel();
     for (const source of sources) {
       source.onended = null;
       source.stop();
@@ -114,6 +177,37 @@ export async function speak(
     interrupt?.();
   };
   signal?.addEventListener('abort', onAbort, { once: true });
+  // Barge-in: what was heard is taken before playback stops, then the call is cancelled.
+  const stopSignal = options.stopSignal;
+  const call = new AbortController();
+  let heardAtStop: HeardSpeech | undefined;
+  let stopped: (() => void) | undefined;
+  const stopping = new Promise<void>((resolve) => {
+    stopped = resolve;
+  });
+  const heardUpTo = (played: number): HeardSpeech => {
+    const heard = heardOf(chunkWords, played);
+    if (chunkWords.some((words) => words.length > 0))
+      return { ...heard, text: sliceCodePoints(text, 0, heard.end) };
+    // A voice without timing (VITS): the sentences begun count as heard.
+    const begun = placed.filter((chunk) => chunk.offset < played).at(-1)?.textEnd ?? 0;
+    return { words: [], end: begun, lastWordComplete: false, text: sliceCodePoints(text, 0, begun) };
+  };
+  const onStop = () => {
+    heardAtStop ??= heardUpTo(playedSamples());
+    stopAll();
+    call.abort();
+    stopped?.();
+  };
+  if (stopSignal?.aborted) onStop();
+  else stopSignal?.addEventListener('abort', onStop, { once: true });
+  const interruptedResult = (): SpeakResult => ({
+    interrupted: true,
+    heard: heardAtStop ?? heardUpTo(0),
+    chunks,
+    duration,
+    underruns,
+  });
 
   let nextTime = 0;
   let chunks = 0;
@@ -131,7 +225,7 @@ export async function speak(
           sampleRateHz: rate,
         },
       },
-      signal === undefined ? {} : { signal },
+      { signal: signal === undefined ? call.signal : AbortSignal.any([signal, call.signal]) },
     );
     let carry: Uint8Array | undefined;
     for await (const response of responses) {
@@ -157,6 +251,15 @@ export async function speak(
       };
       nextTime = startTime + buffer.duration;
       last = source;
+      placed.push({
+        offset: Number(response.sampleOffset),
+        count: sampleCount,
+        startTime,
+        rate: sampleRate,
+        textEnd: response.textSpan?.end ?? 0,
+      });
+      chunkWords.push(response.words);
+      scheduleTiming(response.words, response.visemes);
       const chunk: SpokenChunk = {
         sequenceNumber: response.sequenceNumber,
         text: response.text,
@@ -168,10 +271,7 @@ export async function speak(
       };
       chunks += 1;
       duration += buffer.duration;
-      if (options.onChunk !== undefined) {
-        captions.push(chunk);
-        armCaptions();
-      }
+      if (options.onChunk !== undefined) events.at(chunk.startTime, () => options.onChunk?.(chunk));
     }
     if (last !== undefined) {
       const playing = last;
@@ -183,17 +283,21 @@ export async function speak(
         };
         if (!sources.has(playing)) resolve();
       });
-      await Promise.race([ended, interrupted]);
+      await Promise.race([ended, interrupted, stopping]);
     }
-    clearTimeout(captionTimer);
-    announce(Number.POSITIVE_INFINITY);
-    return { chunks, duration, underruns };
+    if (heardAtStop !== undefined) return interruptedResult();
+    events.flush();
+    const all = heardUpTo(Number.POSITIVE_INFINITY);
+    const heard = { ...all, end: [...text].length, lastWordComplete: true, text };
+    return { interrupted: false, heard, chunks, duration, underruns };
   } catch (error) {
     stopAll();
     if (signal?.aborted) throw abortError(signal);
+    if (heardAtStop !== undefined) return interruptedResult();
     throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    stopSignal?.removeEventListener('abort', onStop);
   }
 }
 
