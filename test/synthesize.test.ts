@@ -515,7 +515,12 @@ describe('Synthesis over gRPC', () => {
       );
       await check(stream(), Code.InvalidArgument, /^config: missing/);
       await check(stream({}), Code.InvalidArgument, /^request:/, /config, text, flush or clear/);
-      await check(stream(configRequest(), {}), Code.InvalidArgument, /^request:/, /config, text, flush or clear/);
+      await check(
+        stream(configRequest(), {}),
+        Code.InvalidArgument,
+        /^request:/,
+        /config, text, flush or clear/,
+      );
     });
 
     it('rejects text that is not valid UTF-8 and keeps serving', async () => {
