@@ -78,4 +78,43 @@ describe('Kokoro voices through the server', () => {
     const fast = await speak(text, { voice: VOICE, speed: 2 });
     assert.equal(count(fast) * 2, count(native), 'speed 2: half the frames of every token');
   });
+
+  it('puts the words and visemes of its token durations on every chunk', async () => {
+    const text = 'Hello there. This is the neural voice speaking.';
+    for (const [rate, speed] of [
+      [KOKORO_RATE, 1],
+      [16_000, 2],
+    ] as const) {
+      const responses = await speak(text, { voice: VOICE, sampleRateHz: rate, speed });
+      const total = count(responses);
+      const words = new Map<bigint, { text: string; start: number; end: number }>();
+      let covered = 0;
+      for (const response of responses) {
+        const chunkStart = Number(response.sampleOffset);
+        const chunkEnd = chunkStart + response.sampleCount;
+        for (const word of response.words) {
+          assert.ok(Number(word.startSample) < chunkEnd && Number(word.endSample) > chunkStart);
+          assert.equal(word.text, [...text].slice(word.textSpan?.start, word.textSpan?.end).join(''));
+          words.set(word.startSample, {
+            text: word.text,
+            start: Number(word.startSample),
+            end: Number(word.endSample),
+          });
+        }
+        for (const viseme of response.visemes) {
+          if (Number(viseme.startSample) < covered) continue;
+          assert.equal(Number(viseme.startSample), covered, 'visemes back to back');
+          covered = Number(viseme.endSample);
+        }
+      }
+      assert.equal(covered, total, `${rate} Hz, speed ${speed}: visemes cover the audio`);
+      const spoken = [...words.values()].sort((a, b) => a.start - b.start);
+      assert.ok(spoken.length >= 6, `${spoken.length} words`);
+      assert.equal(spoken[0]?.text, 'Hello');
+      for (const [i, word] of spoken.entries()) {
+        assert.ok(word.start < word.end && word.end <= total);
+        assert.ok(i === 0 || word.start >= (spoken[i - 1]?.end ?? 0), 'in order');
+      }
+    }
+  });
 });
