@@ -179,6 +179,7 @@ export function createVoiceServer(
       createSynthesisService(engines, config, {
         admission,
         onAudio: (seconds) => metrics.audioSeconds.inc({ direction: 'out' }, seconds),
+        onInterruption: () => metrics.ttsInterruptions.inc(),
       }),
     ),
     registration(

@@ -101,6 +101,8 @@ describe('barge-in (Clear)', () => {
     });
 
     const answerAt = responses.findIndex((r) => r.interruption !== undefined);
+    const metrics = await (await fetch(t.metricsUrl)).text();
+    assert.match(metrics, /^voice_tts_interruptions_total [1-9]/m, 'the clear is counted');
     assert.ok(answerAt >= 2, `the answer comes after the audio sent (${answerAt})`);
     const answer = responses[answerAt] as SynthesizeResponse;
     const interruption = answer.interruption;

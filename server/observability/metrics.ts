@@ -204,6 +204,11 @@ export function createMetrics() {
         this.set(ttsCacheBytes());
       },
     }),
+    ttsInterruptions: new Counter({
+      name: 'voice_tts_interruptions_total',
+      help: 'Synthesize streams cleared by their client (barge-in), each answered with what was heard.',
+      registers: [registry],
+    }),
     ttsCache: new Counter({
       name: 'voice_tts_cache_requests_total',
       help: 'Lookups in the synthesized-sentence cache, by result.',

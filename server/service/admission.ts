@@ -77,4 +77,6 @@ export interface SharedServiceParts {
   readonly admission: Admission;
   /** Seconds of audio in (transcription) or out (synthesis), as they happen, and the call they belong to. */
   readonly onAudio?: (seconds: number, ctx: CallContext) => void;
+  /** A Synthesize stream was cleared (barge-in). */
+  readonly onInterruption?: () => void;
 }

@@ -25,6 +25,7 @@ export function createSynthesisService(
     limits: { maxTextChars: tts.max_text_chars, maxStreamTextChars: tts.max_stream_text_chars },
     parallelism: Math.min(2, config.performance.workers),
     onAudio: (seconds) => shared.onAudio?.(seconds, ctx),
+    onInterruption: () => shared.onInterruption?.(),
   });
 
   return {

@@ -8,6 +8,7 @@ import { createChannel, responsesOf } from '../pipeline/channel.js';
 import { createResampler, type Resampler } from '../pipeline/resample.js';
 import { createSentenceSplitter, type TextSegment } from '../pipeline/sentence-split.js';
 import { codePointLength, sanitizeText } from '../pipeline/text-input.js';
+import { interruptionOf, takeBackUnsent } from './barge-in.js';
 import { drainedSynthesis, endOnFinish, whenFinished } from './drain.js';
 import type { SynthesisSettings } from './synthesis-config.js';
 import { createSynthesisTimeline } from './synthesis-timeline.js';
@@ -34,6 +35,8 @@ export interface SynthesizeSessionDeps {
   readonly parallelism: number;
   /** Seconds of audio produced, reported per chunk (for the audio-seconds metric). */
   readonly onAudio?: ((seconds: number) => void) | undefined;
+  /** A clear was answered. */
+  readonly onInterruption?: (() => void) | undefined;
 }
 
 /** Longest audio in one response, in seconds, so one long sentence still streams in pieces. */
@@ -205,39 +208,28 @@ export function synthesizeStream(
     generation = new AbortController();
     splitter.flush();
     await ordered;
-    const unsent = out.takeQueued();
-    // An earlier clear's answer still queued stays; only audio after it is taken back.
-    const kept = unsent.findLastIndex((response) => response.interruption !== undefined) + 1;
-    for (const response of unsent.slice(0, kept)) out.push(response);
-    const firstUnsent = unsent[kept];
-    if (firstUnsent !== undefined) {
-      sequenceNumber = firstUnsent.sequenceNumber ?? sequenceNumber;
-      sampleOffset = Number(firstUnsent.sampleOffset ?? sampleOffset);
-    }
+    const unsent = takeBackUnsent(out);
+    if (unsent !== undefined) ({ sequenceNumber, sampleOffset } = unsent);
     // No audio went out: the next chunk starts the output again (a WAV header included).
     if (sampleOffset === 0) encoder = newEncoder();
     resampler?.close();
     resampler = undefined;
     const played = Math.min(sampleOffset, playedSamples ?? sampleOffset);
-    const heard = timeline.heard(played);
-    const heardEnd = heard.end ?? clearedAt;
-    const heardText = [...textSinceClear].slice(0, heardEnd - clearedAt).join('');
-    const skipped = heardText.length - heardText.trimStart().length;
     out.push({
       sequenceNumber: sequenceNumber++,
       sampleOffset: BigInt(sampleOffset),
       format,
       voice: settings.voice.id,
-      interruption: {
-        sentSamples: BigInt(sampleOffset),
-        playedSamples: BigInt(played),
-        heardSpan: { start: clearedAt + codePointLength(heardText.slice(0, skipped)), end: heardEnd },
-        heardText: heardText.trimStart(),
-        heardWords: heard.words,
-        lastWordComplete: heard.lastWordComplete,
-        unheardChars: receivedChars - heardEnd,
-      },
+      interruption: interruptionOf({
+        sentSamples: sampleOffset,
+        playedSamples: played,
+        heard: timeline.heard(played),
+        clearedAt,
+        textSinceClear,
+        receivedChars,
+      }),
     });
+    deps.onInterruption?.();
     timeline.restart(sampleOffset);
     textSinceClear = '';
     clearedAt = receivedChars;
