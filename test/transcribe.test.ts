@@ -344,7 +344,7 @@ describe('Transcribe', () => {
         'missing encoding',
         [cfg({ audioFormat: { encoding: AudioEncoding.UNSPECIFIED, sampleRateHz: RATE, channels: 1 } })],
         Code.InvalidArgument,
-        /config\.audio_format\.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW$/,
+        /config\.audio_format\.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW, OGG_OPUS, WEBM_OPUS$/,
       ],
       [
         'unknown encoding',

@@ -1,5 +1,5 @@
 import { Reason, VoiceError } from '../errors.js';
-import { createAudioDecoder } from './audio-decode.js';
+import { openAudioDecoder } from './audio-decode.js';
 import type { InputFormat } from './audio-format.js';
 import { createResampler, type Resampler } from './resample.js';
 
@@ -24,7 +24,8 @@ export async function* toRecognitionAudio(
   /** Told the input samples (per channel) decoded so far and their rate, after each chunk. */
   onInput?: (samples: number, sampleRate: number) => void,
 ): AsyncGenerator<Float32Array> {
-  const decoder = createAudioDecoder(format);
+  // Opus is decoded straight to the recognition rate: libopus does it for less than resampling costs.
+  const decoder = openAudioDecoder(format, { opusRate: RECOGNITION_RATE });
   let resampler: Resampler | undefined;
   let inputSamples = 0;
   const resample = async (samples: Float32Array): Promise<Float32Array> => {
@@ -52,14 +53,15 @@ export async function* toRecognitionAudio(
           { info: { limit: 'performance.max_audio_chunk_bytes' } },
         );
       }
-      const samples = await resample(decoder.push(chunk));
+      const samples = await resample(await decoder.push(chunk));
       if (samples.length > 0) yield samples;
     }
-    const rest = await resample(decoder.end());
+    const rest = await resample(await decoder.end());
     if (rest.length > 0) yield rest;
     const held = resampler?.flush();
     if (held && held.length > 0) yield held;
   } finally {
+    decoder.close();
     resampler?.close();
   }
 }
