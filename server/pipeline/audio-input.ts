@@ -23,6 +23,12 @@ export async function* toRecognitionAudio(
   limits: AudioInputLimits,
   /** Told the input samples (per channel) decoded so far and their rate, after each chunk. */
   onInput?: (samples: number, sampleRate: number) => void,
+  /**
+   * Told when the decoder refuses the stream's end (it stopped inside a page, element or sample
+   * frame: truncated). The audio before it then ends as if the stream had ended cleanly, so that
+   * the caller can finish its speech before failing the call. Absent: the error is thrown.
+   */
+  onBadEnd?: (error: unknown) => void,
 ): AsyncGenerator<Float32Array> {
   // Opus is decoded straight to the recognition rate: libopus does it for less than resampling costs.
   const decoder = openAudioDecoder(format, { opusRate: RECOGNITION_RATE });
@@ -56,8 +62,13 @@ export async function* toRecognitionAudio(
       const samples = await resample(await decoder.push(chunk));
       if (samples.length > 0) yield samples;
     }
-    const rest = await resample(await decoder.end());
-    if (rest.length > 0) yield rest;
+    const rest = await decoder.end().catch((error: unknown) => {
+      if (onBadEnd === undefined) throw error;
+      onBadEnd(error);
+      return new Float32Array(0);
+    });
+    const resampled = await resample(rest);
+    if (resampled.length > 0) yield resampled;
     const held = resampler?.flush();
     if (held && held.length > 0) yield held;
   } finally {

@@ -15,8 +15,8 @@ export interface OggDemuxer {
 
 export interface OggPacket {
   readonly data: Uint8Array;
-  /** Stream offset of the page the packet ends on. */
-  readonly pageOffset: number;
+  /** Stream offset of the packet's first byte. */
+  readonly offset: number;
   /** For a packet ending on the end-of-stream page: that page's granule position. */
   readonly finalGranule?: number;
 }
@@ -37,14 +37,18 @@ export function createOggDemuxer(): OggDemuxer {
   /** Parts of a packet that continues on the next page. */
   let partial: Uint8Array[] = [];
   let partialBytes = 0;
+  /** Stream offset where the open packet began. */
+  let partialStart = 0;
   /** Length of the page being read, once its segment table is in. */
   let pageBytes: number | undefined;
 
   function readPage(out: OggPacket[]): boolean {
     const at = queue.offset;
-    for (let i = 0; i < 4 && i < queue.length; i++) {
+    // Judged on four bytes, so that the message does not depend on how the bytes were split.
+    if (queue.length < 4) return false;
+    for (let i = 0; i < 4; i++) {
       if (queue.at(i) !== CAPTURE[i]) {
-        const seen = describeBytes(queue.view(0, Math.min(4, queue.length)));
+        const seen = describeBytes(queue.view(0, 4));
         throw at === 0
           ? invalidAudio(
               `not an Ogg stream, which config.audio_format.encoding OGG_OPUS declares: it starts with ${seen}, expected "OggS"`,
@@ -101,27 +105,29 @@ export function createOggDemuxer(): OggDemuxer {
     }
     const eos = (flags & LAST) !== 0;
     const granule = Number(view.getBigUint64(6, true));
-    const completed: Uint8Array[] = [];
+    const completed: Array<{ data: Uint8Array; offset: number }> = [];
     let position = HEADER_BYTES + segments;
     let segmentStart = position;
     for (const value of lacing) {
       position += value;
       if (value === 255) continue;
-      completed.push(join(partial, page.subarray(segmentStart, position), partialBytes));
+      const offset = partialBytes > 0 ? partialStart : at + segmentStart;
+      completed.push({ data: join(partial, page.subarray(segmentStart, position), partialBytes), offset });
       partial = [];
       partialBytes = 0;
       segmentStart = position;
     }
     if (segmentStart < position) {
+      if (partialBytes === 0) partialStart = at + segmentStart;
       partialBytes += position - segmentStart;
       if (partialBytes > MAX_PACKET_BYTES) {
         throw invalidAudio(`a packet longer than ${MAX_PACKET_BYTES} bytes at byte ${at}`, at);
       }
       partial.push(page.slice(segmentStart, position));
     }
-    completed.forEach((data, index) => {
+    completed.forEach((packet, index) => {
       const last = eos && index === completed.length - 1;
-      out.push(last ? { data, pageOffset: at, finalGranule: granule } : { data, pageOffset: at });
+      out.push(last ? { ...packet, finalGranule: granule } : packet);
     });
     queue.consume(pageBytes);
     pageBytes = undefined;

@@ -91,18 +91,15 @@ export function createOpusStreamDecoder(options: OpusStreamOptions): OpusStreamD
     const out: Float32Array[] = [];
     for (const packet of packets) {
       const index = oggPackets++;
-      if (index === 0) await start(packet.data, packet.pageOffset);
+      if (index === 0) await start(packet.data, packet.offset);
       else if (index === 1) {
         if (!isOpusTags(packet.data)) {
-          throw invalidAudio(
-            `the second Ogg packet (page at byte ${packet.pageOffset}) is not OpusTags`,
-            packet.pageOffset,
-          );
+          throw invalidAudio(`the second Ogg packet (byte ${packet.offset}) is not OpusTags`, packet.offset);
         }
       } else {
         const decoded = decode({
           data: packet.data,
-          at: packet.pageOffset,
+          at: packet.offset,
           ...(packet.finalGranule === undefined ? {} : { finalGranule: packet.finalGranule }),
         });
         out.push(decoded);

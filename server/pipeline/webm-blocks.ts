@@ -216,6 +216,8 @@ export function createWebmDemuxer(): WebmDemuxer {
       return true;
     }
     const at = queue.offset;
+    // The start is judged on four bytes, so that the message does not depend on how they were split.
+    if (!seenHeader && queue.length < 4) return false;
     const id = readVint(queue, 0, true, at);
     if (id === undefined) return false;
     const size = readVint(queue, id.length, false, at);
