@@ -8,6 +8,7 @@ import {
   type OpusRate,
   parseOpusHead,
 } from './opus-packets.js';
+import { concatSamples } from './samples.js';
 import { createWebmDemuxer, type WebmItem } from './webm-blocks.js';
 
 /**
@@ -121,7 +122,7 @@ export function createOpusStreamDecoder(options: OpusStreamOptions): OpusStreamD
     if (closed) throw new Error('push() after close()');
     const parts =
       ogg !== undefined ? await fromOgg(ogg.push(chunk)) : await fromWebm(webm?.push(chunk) ?? []);
-    return concat(parts);
+    return concatSamples(parts);
   };
 
   return {
@@ -141,16 +142,4 @@ export function createOpusStreamDecoder(options: OpusStreamOptions): OpusStreamD
       opus?.free();
     },
   };
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  if (parts.length === 0) return NO_SAMPLES;
-  if (parts.length === 1) return parts[0] as Float32Array;
-  const out = new Float32Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
