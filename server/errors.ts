@@ -218,6 +218,16 @@ export function invalidArgument(field: string, problem: string): VoiceError {
   return new VoiceError(Reason.InvalidArgument, `${field}: ${problem}`, { info: { field } });
 }
 
+/**
+ * Audio bytes that cannot be decoded in the declared format. `byteOffset`, where known, is the
+ * position in the stream's bytes where decoding failed; it goes out as ErrorInfo metadata too.
+ */
+export function invalidAudio(problem: string, byteOffset?: number): VoiceError {
+  return new VoiceError(Reason.InvalidAudio, `audio: ${problem}`, {
+    info: byteOffset === undefined ? { field: 'audio' } : { field: 'audio', byte_offset: String(byteOffset) },
+  });
+}
+
 /** Throws CANCELLED or DEADLINE_EXCEEDED (as carried by the signal) when the signal has aborted. */
 export function throwIfAborted(signal: AbortSignal): void {
   if (!signal.aborted) return;

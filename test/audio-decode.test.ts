@@ -9,16 +9,16 @@ import { Reason, VoiceError } from '../server/errors.js';
 import { AudioEncoding, AudioFormatSchema } from '../server/gen/cortex/voice/v1/audio_pb.js';
 import { createAudioDecoder, decodeAudio } from '../server/pipeline/audio-decode.js';
 import {
-  type InputFormat,
+  type PcmInputFormat,
   validateInputFormat,
   validateOutputFormat,
 } from '../server/pipeline/audio-format.js';
 import { seededRandom } from './helpers/random.js';
 import { concat } from './helpers/speech.js';
 
-const WAV: InputFormat = { encoding: 'wav' };
+const WAV: PcmInputFormat = { encoding: 'wav' };
 
-function decodeInChunks(format: InputFormat, bytes: Uint8Array, sizes: (i: number) => number) {
+function decodeInChunks(format: PcmInputFormat, bytes: Uint8Array, sizes: (i: number) => number) {
   const decoder = createAudioDecoder(format);
   const parts: Float32Array[] = [];
   for (let at = 0, i = 0; at < bytes.length; i++) {
@@ -31,7 +31,7 @@ function decodeInChunks(format: InputFormat, bytes: Uint8Array, sizes: (i: numbe
 }
 
 /** Asserts that 1, 3, 7-byte and random splits decode exactly like one push. */
-function assertChunkingInvariant(format: InputFormat, bytes: Uint8Array): Float32Array {
+function assertChunkingInvariant(format: PcmInputFormat, bytes: Uint8Array): Float32Array {
   const whole = decodeAudio(format, bytes).samples;
   const next = seededRandom(bytes.length);
   const splits: [string, (i: number) => number][] = [
@@ -141,11 +141,11 @@ describe('validateInputFormat', () => {
     );
     expectField(
       () => validateInputFormat(format(AudioEncoding.UNSPECIFIED, 16000, 1)),
-      'config.audio_format.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW',
+      'config.audio_format.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW, OGG_OPUS, WEBM_OPUS',
     );
     expectField(
       () => validateInputFormat(format(99, 16000, 1)),
-      'config.audio_format.encoding: 99 is not a known encoding; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW',
+      'config.audio_format.encoding: 99 is not a known encoding; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW, OGG_OPUS, WEBM_OPUS',
     );
     expectField(
       () => validateInputFormat(format(AudioEncoding.LINEAR16, 0, 1)),
@@ -217,7 +217,7 @@ describe('raw PCM decoding', () => {
   });
 
   test('FLOAT32 clamps values outside [-1, 1] and rejects NaN and infinities', () => {
-    const format: InputFormat = { encoding: 'float32', sampleRate: 16000, channels: 1 };
+    const format: PcmInputFormat = { encoding: 'float32', sampleRate: 16000, channels: 1 };
     assert.deepEqual(Array.from(decodeAudio(format, le32f([1.5, -3, 0.25])).samples), [1, -1, 0.25]);
     expectInvalidAudio(
       () => decodeAudio(format, le32f([0, 0, Number.NaN])),
@@ -531,7 +531,7 @@ describe('G.711 μ-law and A-law (telephony)', () => {
         stdio: ['pipe', 'pipe', 'ignore'],
       });
       const bytes = Uint8Array.from(encoded);
-      const format: InputFormat = { encoding: name as 'mulaw', sampleRate: 8000, channels: 1 };
+      const format: PcmInputFormat = { encoding: name as 'mulaw', sampleRate: 8000, channels: 1 };
       const samples = assertChunkingInvariant(format, bytes);
       assert.equal(samples.length, bytes.length);
       assert.deepEqual(

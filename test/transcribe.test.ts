@@ -11,10 +11,12 @@ import {
   TimestampGranularity,
   type TranscribeResponse,
   type TranscriptionConfigSchema,
+  type TranscriptResult,
 } from '../clients/node/index.js';
 import { createAudioEncoder } from '../server/pipeline/audio-encode.js';
 import { expectError } from './helpers/errors.js';
 import { testModels } from './helpers/models.js';
+import { ffmpegEncode, mediaRecorderLike, oggPageOffsets } from './helpers/opus.js';
 import { concat, RATE, silence, speak, speechBounds, toLinear16 } from './helpers/speech.js';
 import { startServerWithEngines, startTestServer, type TestServer } from './helpers/test-server.js';
 
@@ -338,13 +340,103 @@ describe('Transcribe', () => {
     }
   });
 
+  it('transcribes Ogg Opus and MediaRecorder-like WebM Opus made by ffmpeg, through TranscribeFile and Transcribe, into the utterances of the LINEAR16 original', async () => {
+    const wav = createAudioEncoder({ encoding: 'wav', sampleRate: RATE }).encode(clip);
+    const summary = (results: TranscriptResult[]) =>
+      results.map((r) => ({ index: r.utteranceIndex, startMs: r.startMs, endMs: r.endMs, text: r.text }));
+    const original = summary(
+      (
+        await t.client.transcription.transcribeFile({
+          config: { audioFormat: LINEAR16_16K },
+          audio: toLinear16(clip),
+        })
+      ).results,
+    );
+    assert.equal(original.length, 3, "the original has the clip's three utterances");
+    const opus = [
+      ['OGG_OPUS', AudioEncoding.OGG_OPUS, ffmpegEncode(wav, 'ogg')],
+      [
+        'WEBM_OPUS',
+        AudioEncoding.WEBM_OPUS,
+        mediaRecorderLike(ffmpegEncode(wav, 'webm', ['-live', '1'])).bytes,
+      ],
+    ] as const;
+    for (const [name, encoding, bytes] of opus) {
+      const file = summary(
+        (await t.client.transcription.transcribeFile({ config: { audioFormat: { encoding } }, audio: bytes }))
+          .results,
+      );
+      const streamed = summary(
+        finals(
+          await collect(
+            t.client.transcription.transcribe(
+              clipRequests({ audioFormat: { encoding } }, bytes, { chunkBytes: 777 }),
+            ),
+          ),
+        ),
+      );
+      for (const [how, results] of [
+        ['TranscribeFile', file],
+        ['Transcribe', streamed],
+      ] as const) {
+        assert.deepEqual(
+          results.map((r) => [r.index, r.text]),
+          original.map((r) => [r.index, r.text]),
+          `${name} through ${how}`,
+        );
+        for (const [i, result] of results.entries()) {
+          const reference = original[i]!;
+          // Four 32 ms VAD frames: an utterance's end once came out 96 ms off the original's (1 run
+          // in 7; the decoded Opus samples are the same every run).
+          assert.ok(
+            Math.abs(result.startMs - reference.startMs) <= 128 &&
+              Math.abs(result.endMs - reference.endMs) <= 128,
+            `${name} through ${how}, utterance ${i}: ${result.startMs}–${result.endMs} ms vs ${reference.startMs}–${reference.endMs} ms`,
+          );
+        }
+      }
+    }
+  });
+
+  it('a truncated Ogg Opus stream: finals for all the speech before the cut, then INVALID_ARGUMENT naming the byte offset', async () => {
+    const wav = createAudioEncoder({ encoding: 'wav', sampleRate: RATE }).encode(clip);
+    const ogg = ffmpegEncode(wav, 'ogg', ['-page_duration', '100000']);
+    // Cut 10 bytes into the page after the first one that ends past the middle of the third sentence.
+    const middle = ((truth[2]!.startMs + truth[2]!.endMs) / 2000) * 48_000;
+    const view = new DataView(ogg.buffer, ogg.byteOffset);
+    const pages = oggPageOffsets(ogg);
+    const page = pages[pages.findIndex((at) => Number(view.getBigUint64(at + 6, true)) > middle) + 1]!;
+    const responses: TranscribeResponse[] = [];
+    const error = await expectError(async () => {
+      for await (const response of t.client.transcription.transcribe(
+        clipRequests({ audioFormat: { encoding: AudioEncoding.OGG_OPUS } }, ogg.subarray(0, page + 10), {
+          chunkBytes: 500,
+        }),
+      ))
+        responses.push(response);
+    });
+    assert.equal(error.code, Code.InvalidArgument);
+    assert.match(
+      error.rawMessage,
+      new RegExp(`^audio: the stream ended inside an Ogg page: 10 bytes left at byte ${page}$`),
+    );
+    assert.equal(errorInfoOf(error)?.metadata.byte_offset, String(page));
+    const results = finals(responses);
+    assert.deepEqual(
+      results.map((r) => r.utteranceIndex),
+      [0, 1, 2],
+      'the two whole sentences and the cut one, ended where the audio stopped',
+    );
+    assert.ok(results[2]!.endMs < truth[2]!.endMs, `the cut utterance ends at ${results[2]!.endMs} ms`);
+  });
+
   describe('rejects bad input with a precise status', () => {
     const cases: Array<[string, RequestInit[], Code, RegExp]> = [
       [
         'missing encoding',
         [cfg({ audioFormat: { encoding: AudioEncoding.UNSPECIFIED, sampleRateHz: RATE, channels: 1 } })],
         Code.InvalidArgument,
-        /config\.audio_format\.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW$/,
+        /config\.audio_format\.encoding: missing; allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW, OGG_OPUS, WEBM_OPUS$/,
       ],
       [
         'unknown encoding',

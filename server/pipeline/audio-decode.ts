@@ -1,7 +1,15 @@
 import wavefile from 'wavefile';
 import type { PcmAudio } from '../engines/types.js';
-import { invalidArgument, Reason, VoiceError } from '../errors.js';
-import { type InputFormat, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE } from './audio-format.js';
+import { invalidArgument, invalidAudio } from '../errors.js';
+import {
+  type InputFormat,
+  isOpusFormat,
+  MAX_SAMPLE_RATE,
+  MIN_SAMPLE_RATE,
+  type PcmInputFormat,
+} from './audio-format.js';
+import { createOpusStreamDecoder } from './opus-decode.js';
+import type { OpusRate } from './opus-packets.js';
 
 /**
  * A streaming decoder from audio bytes to mono float samples in [-1, 1].
@@ -47,9 +55,50 @@ const RAW_SAMPLE_TYPES = {
   float32: 'float32',
   mulaw: 'mulaw',
   alaw: 'alaw',
-} as const satisfies Record<Exclude<InputFormat['encoding'], 'wav'>, SampleType>;
+} as const satisfies Record<Exclude<PcmInputFormat['encoding'], 'wav'>, SampleType>;
 
-export function createAudioDecoder(format: InputFormat, options: AudioDecoderOptions = {}): AudioDecoder {
+/**
+ * A decoder for every input encoding, as the recognition pipeline reads them: PCM answers at once,
+ * Opus once libopus has started (after the stream's OpusHead). One push at a time.
+ */
+export interface StreamAudioDecoder {
+  /** Samples per second of the output; undefined for WAV until the header has arrived. */
+  readonly sampleRate: number | undefined;
+  push(chunk: Uint8Array): Promise<Float32Array>;
+  end(): Promise<Float32Array>;
+  /** Releases what the decoder holds (libopus's instance). Idempotent. */
+  close(): void;
+}
+
+export interface StreamAudioDecoderOptions extends AudioDecoderOptions {
+  /** The rate Opus is decoded to. */
+  readonly opusRate: OpusRate;
+}
+
+export function openAudioDecoder(
+  format: InputFormat,
+  options: StreamAudioDecoderOptions,
+): StreamAudioDecoder {
+  if (isOpusFormat(format)) {
+    return createOpusStreamDecoder({
+      container: format.encoding === 'ogg-opus' ? 'ogg' : 'webm',
+      sampleRate: options.opusRate,
+      ...(format.channels === undefined ? {} : { channels: format.channels }),
+      ...(options.field === undefined ? {} : { field: options.field }),
+    });
+  }
+  const decoder = createAudioDecoder(format, options);
+  return {
+    get sampleRate() {
+      return decoder.sampleRate;
+    },
+    push: async (chunk) => decoder.push(chunk),
+    end: async () => decoder.end(),
+    close() {},
+  };
+}
+
+export function createAudioDecoder(format: PcmInputFormat, options: AudioDecoderOptions = {}): AudioDecoder {
   const field = options.field ?? 'config.audio_format';
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
 
@@ -137,7 +186,7 @@ export function createAudioDecoder(format: InputFormat, options: AudioDecoderOpt
 
 /** Decodes a whole clip at once. */
 export function decodeAudio(
-  format: InputFormat,
+  format: PcmInputFormat,
   bytes: Uint8Array,
   options: AudioDecoderOptions = {},
 ): PcmAudio {
@@ -282,7 +331,7 @@ const WAVE_FORMAT_IEEE_FLOAT = 3;
 const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
 
 /** Reads the `fmt ` chunk (with wavefile) from the header bytes up to the start of the samples. */
-function parseWavHeader(bytes: Uint8Array, declared: InputFormat, field: string): Layout {
+function parseWavHeader(bytes: Uint8Array, declared: PcmInputFormat, field: string): Layout {
   const wav = new wavefile.WaveFile();
   try {
     wav.fromBuffer(bytes, false);
@@ -351,8 +400,4 @@ function sampleTypeOf(float: boolean, bits: number): SampleType | undefined {
 
 function fourCC(bytes: Uint8Array, at: number): string {
   return String.fromCharCode(bytes[at] ?? 0, bytes[at + 1] ?? 0, bytes[at + 2] ?? 0, bytes[at + 3] ?? 0);
-}
-
-function invalidAudio(message: string): VoiceError {
-  return new VoiceError(Reason.InvalidAudio, `audio: ${message}`);
 }

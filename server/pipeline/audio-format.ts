@@ -18,8 +18,25 @@ export interface WavInputFormat {
   readonly channels?: 1 | 2;
 }
 
+/**
+ * Opus in Ogg or WebM: the stream's OpusHead states the channels; a value given here must agree.
+ * There is no sample rate to state: Opus is decoded at the rate recognition needs.
+ */
+export interface OpusInputFormat {
+  readonly encoding: 'ogg-opus' | 'webm-opus';
+  readonly channels?: 1 | 2;
+}
+
+/** Whether a format is one of the Opus containers. */
+export function isOpusFormat(format: InputFormat): format is OpusInputFormat {
+  return format.encoding === 'ogg-opus' || format.encoding === 'webm-opus';
+}
+
+/** Formats decoded sample by sample, with no codec state. */
+export type PcmInputFormat = RawInputFormat | WavInputFormat;
+
 /** A validated input format. */
-export type InputFormat = RawInputFormat | WavInputFormat;
+export type InputFormat = PcmInputFormat | OpusInputFormat;
 
 export type OutputEncoding = 'linear16' | 'float32' | 'wav';
 
@@ -30,12 +47,13 @@ export interface OutputFormat {
 }
 
 const ALLOWED_ENCODINGS = 'allowed LINEAR16, FLOAT32, WAV';
-const ALLOWED_INPUT_ENCODINGS = 'allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW';
+const ALLOWED_INPUT_ENCODINGS = 'allowed LINEAR16, FLOAT32, WAV, MULAW, ALAW, OGG_OPUS, WEBM_OPUS';
 const ALLOWED_RATES = `allowed ${MIN_SAMPLE_RATE} to ${MAX_SAMPLE_RATE}`;
 
 /**
  * Checks the audio format of a transcription and normalises it. Throws INVALID_ARGUMENT naming the
- * offending field. Zero rate or channels mean "not set", which WAV allows (the header decides).
+ * offending field. Zero rate or channels mean "not set", which WAV allows (the header decides);
+ * Opus requires a zero rate and allows zero channels (its OpusHead decides).
  */
 export function validateInputFormat(
   format: AudioFormat | undefined,
@@ -45,6 +63,16 @@ export function validateInputFormat(
     throw invalidArgument(field, 'missing; set encoding (and sample_rate_hz, channels for raw PCM)');
   }
   const encoding = inputEncodingName(format.encoding, `${field}.encoding`);
+  if (encoding === 'ogg-opus' || encoding === 'webm-opus') {
+    if (format.sampleRateHz !== 0) {
+      throw invalidArgument(
+        `${field}.sample_rate_hz`,
+        `${format.sampleRateHz} is not allowed with ${AudioEncoding[format.encoding]}; set 0: Opus is decoded at the rate recognition uses, whatever rate it was recorded at`,
+      );
+    }
+    const channels = format.channels === 0 ? undefined : checkChannels(format.channels, field);
+    return { encoding, ...(channels === undefined ? {} : { channels }) };
+  }
   if (encoding === 'wav') {
     const sampleRate = format.sampleRateHz === 0 ? undefined : checkRate(format.sampleRateHz, field);
     const channels = format.channels === 0 ? undefined : checkChannels(format.channels, field);
@@ -94,6 +122,10 @@ function inputEncodingName(encoding: AudioEncoding, field: string): InputFormat[
       return 'mulaw';
     case AudioEncoding.ALAW:
       return 'alaw';
+    case AudioEncoding.OGG_OPUS:
+      return 'ogg-opus';
+    case AudioEncoding.WEBM_OPUS:
+      return 'webm-opus';
     case AudioEncoding.UNSPECIFIED:
       throw invalidArgument(field, `missing; ${ALLOWED_INPUT_ENCODINGS}`);
     case AudioEncoding.LINEAR16:
@@ -117,6 +149,8 @@ function encodingName(encoding: AudioEncoding, field: string): OutputEncoding {
       throw invalidArgument(field, `missing; ${ALLOWED_ENCODINGS}`);
     case AudioEncoding.MULAW:
     case AudioEncoding.ALAW:
+    case AudioEncoding.OGG_OPUS:
+    case AudioEncoding.WEBM_OPUS:
       throw invalidArgument(
         field,
         `${AudioEncoding[encoding]} is accepted for input only; ${ALLOWED_ENCODINGS}`,

@@ -1,5 +1,5 @@
 import { Reason, VoiceError } from '../errors.js';
-import { createAudioDecoder } from './audio-decode.js';
+import { openAudioDecoder } from './audio-decode.js';
 import type { InputFormat } from './audio-format.js';
 import { createResampler, type Resampler } from './resample.js';
 
@@ -23,8 +23,15 @@ export async function* toRecognitionAudio(
   limits: AudioInputLimits,
   /** Told the input samples (per channel) decoded so far and their rate, after each chunk. */
   onInput?: (samples: number, sampleRate: number) => void,
+  /**
+   * Told when the decoder refuses the stream's end (it stopped inside a page, element or sample
+   * frame: truncated). The audio before it then ends as if the stream had ended cleanly, so that
+   * the caller can finish its speech before failing the call. Absent: the error is thrown.
+   */
+  onBadEnd?: (error: unknown) => void,
 ): AsyncGenerator<Float32Array> {
-  const decoder = createAudioDecoder(format);
+  // Opus is decoded straight to the recognition rate: libopus does it for less than resampling costs.
+  const decoder = openAudioDecoder(format, { opusRate: RECOGNITION_RATE });
   let resampler: Resampler | undefined;
   let inputSamples = 0;
   const resample = async (samples: Float32Array): Promise<Float32Array> => {
@@ -52,14 +59,20 @@ export async function* toRecognitionAudio(
           { info: { limit: 'performance.max_audio_chunk_bytes' } },
         );
       }
-      const samples = await resample(decoder.push(chunk));
+      const samples = await resample(await decoder.push(chunk));
       if (samples.length > 0) yield samples;
     }
-    const rest = await resample(decoder.end());
-    if (rest.length > 0) yield rest;
+    const rest = await decoder.end().catch((error: unknown) => {
+      if (onBadEnd === undefined) throw error;
+      onBadEnd(error);
+      return new Float32Array(0);
+    });
+    const resampled = await resample(rest);
+    if (resampled.length > 0) yield resampled;
     const held = resampler?.flush();
     if (held && held.length > 0) yield held;
   } finally {
+    decoder.close();
     resampler?.close();
   }
 }

@@ -1,4 +1,5 @@
 import libsamplerate from '@alexanderolsen/libsamplerate-js';
+import { concatSamples } from './samples.js';
 
 /**
  * libsamplerate's band-limited sinc converters. Cost per second of 48 kHz → 16 kHz mono on this
@@ -76,7 +77,7 @@ export async function createResampler(
     for (let at = 0; at < samples.length; at += maxPiece) {
       parts.push(src.full(samples.subarray(at, at + maxPiece)));
     }
-    return concat(parts);
+    return concatSamples(parts);
   }
 
   return {
@@ -103,7 +104,7 @@ export async function createResampler(
         parts.push(kept);
         missing -= kept.length;
       }
-      const tail = concat(parts);
+      const tail = concatSamples(parts);
       outTotal += tail.length;
       return tail;
     },
@@ -152,17 +153,4 @@ async function acquire(
 function release(src: Src): void {
   if (idle.length < MAX_IDLE) idle.push(src);
   else src.destroy();
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  if (parts.length === 1 && parts[0] !== undefined) return parts[0];
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Float32Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

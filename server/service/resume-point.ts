@@ -1,6 +1,6 @@
 import { invalidArgument } from '../errors.js';
 import type { ResumePoint } from '../gen/cortex/voice/v1/transcription_pb.js';
-import type { InputFormat } from '../pipeline/audio-format.js';
+import { type InputFormat, isOpusFormat } from '../pipeline/audio-format.js';
 
 /** Where a stream starts on its timeline. */
 export interface StreamOrigin {
@@ -20,6 +20,12 @@ export function resolveResumePoint(resume: ResumePoint | undefined, format: Inpu
     throw invalidArgument(
       'config.resume',
       'requires raw PCM: a WAV stream cannot be continued mid-way (its header is not repeated); send the samples as AUDIO_ENCODING_LINEAR16 or AUDIO_ENCODING_FLOAT32 with sample_rate_hz and channels',
+    );
+  }
+  if (isOpusFormat(format)) {
+    throw invalidArgument(
+      'config.resume',
+      `requires raw PCM: an ${format.encoding === 'ogg-opus' ? 'Ogg' : 'WebM'} Opus stream cannot be continued mid-way (its headers are not repeated, and Opus packets depend on the ones before); send the samples as AUDIO_ENCODING_LINEAR16 or AUDIO_ENCODING_FLOAT32 with sample_rate_hz and channels`,
     );
   }
   const offset = resume.offsetMs;

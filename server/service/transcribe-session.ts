@@ -197,10 +197,20 @@ export function transcribeStream(
   };
 
   const run = async () => {
-    const input = toRecognitionAudio(audio, settings.format, deps.limits, (samples, rate) => {
-      inputSamples = samples;
-      inputRate = rate;
-    });
+    /** A truncated stream's refusal, raised once the speech decoded before it is finished. */
+    let badEnd: { error: unknown } | undefined;
+    const input = toRecognitionAudio(
+      audio,
+      settings.format,
+      deps.limits,
+      (samples, rate) => {
+        inputSamples = samples;
+        inputRate = rate;
+      },
+      (error) => {
+        badEnd = { error };
+      },
+    );
     const events = detectSpeech(input, vadSession, segmenter, work, {
       originSample,
       restart: {
@@ -266,6 +276,7 @@ export function transcribeStream(
           break;
       }
     }
+    if (badEnd !== undefined) throw badEnd.error;
   };
 
   run()

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cortex/voice/v1/audio.proto.
  */
 export const file_cortex_voice_v1_audio: GenFile = /*@__PURE__*/
-  fileDesc("Chtjb3J0ZXgvdm9pY2UvdjEvYXVkaW8ucHJvdG8SD2NvcnRleC52b2ljZS52MSJpCgtBdWRpb0Zvcm1hdBIwCghlbmNvZGluZxgBIAEoDjIeLmNvcnRleC52b2ljZS52MS5BdWRpb0VuY29kaW5nEhYKDnNhbXBsZV9yYXRlX2h6GAIgASgNEhAKCGNoYW5uZWxzGAMgASgNIiYKCFRleHRTcGFuEg0KBXN0YXJ0GAEgASgNEgsKA2VuZBgCIAEoDSqzAQoNQXVkaW9FbmNvZGluZxIeChpBVURJT19FTkNPRElOR19VTlNQRUNJRklFRBAAEhsKF0FVRElPX0VOQ09ESU5HX0xJTkVBUjE2EAESGgoWQVVESU9fRU5DT0RJTkdfRkxPQVQzMhACEhYKEkFVRElPX0VOQ09ESU5HX1dBVhADEhgKFEFVRElPX0VOQ09ESU5HX01VTEFXEAQSFwoTQVVESU9fRU5DT0RJTkdfQUxBVxAFYgZwcm90bzM");
+  fileDesc("Chtjb3J0ZXgvdm9pY2UvdjEvYXVkaW8ucHJvdG8SD2NvcnRleC52b2ljZS52MSJpCgtBdWRpb0Zvcm1hdBIwCghlbmNvZGluZxgBIAEoDjIeLmNvcnRleC52b2ljZS52MS5BdWRpb0VuY29kaW5nEhYKDnNhbXBsZV9yYXRlX2h6GAIgASgNEhAKCGNoYW5uZWxzGAMgASgNIiYKCFRleHRTcGFuEg0KBXN0YXJ0GAEgASgNEgsKA2VuZBgCIAEoDSruAQoNQXVkaW9FbmNvZGluZxIeChpBVURJT19FTkNPRElOR19VTlNQRUNJRklFRBAAEhsKF0FVRElPX0VOQ09ESU5HX0xJTkVBUjE2EAESGgoWQVVESU9fRU5DT0RJTkdfRkxPQVQzMhACEhYKEkFVRElPX0VOQ09ESU5HX1dBVhADEhgKFEFVRElPX0VOQ09ESU5HX01VTEFXEAQSFwoTQVVESU9fRU5DT0RJTkdfQUxBVxAFEhsKF0FVRElPX0VOQ09ESU5HX09HR19PUFVTEAYSHAoYQVVESU9fRU5DT0RJTkdfV0VCTV9PUFVTEAdiBnByb3RvMw");
 
 /**
  * The layout of a stream of audio bytes.
@@ -26,16 +26,18 @@ export type AudioFormat = Message<"cortex.voice.v1.AudioFormat"> & {
   encoding: AudioEncoding;
 
   /**
-   * Samples per second per channel, 8000 to 48000. Required for LINEAR16 and FLOAT32; for WAV input
-   * it is read from the header and, when set here, must agree with it.
+   * Samples per second per channel, 8000 to 48000. Required for LINEAR16, FLOAT32, MULAW and ALAW;
+   * for WAV input it is read from the header and, when set here, must agree with it; for OGG_OPUS and
+   * WEBM_OPUS it must be 0.
    *
    * @generated from field: uint32 sample_rate_hz = 2;
    */
   sampleRateHz: number;
 
   /**
-   * Interleaved channels, 1 or 2; stereo input is downmixed to mono. Required for LINEAR16 and
-   * FLOAT32; for WAV input it is read from the header and, when set here, must agree with it.
+   * Interleaved channels, 1 or 2; stereo input is downmixed to mono. Required for LINEAR16, FLOAT32,
+   * MULAW and ALAW; for WAV, OGG_OPUS and WEBM_OPUS input it is read from the stream and, when set
+   * here, must agree with it.
    *
    * @generated from field: uint32 channels = 3;
    */
@@ -128,6 +130,32 @@ export enum AudioEncoding {
    * @generated from enum value: AUDIO_ENCODING_ALAW = 5;
    */
   ALAW = 5,
+
+  /**
+   * Opus in an Ogg stream (RFC 7845; a .opus file, Firefox's MediaRecorder "audio/ogg;codecs=opus").
+   * Input only. The stream's OpusHead gives the channels (1 or 2; channel mapping family 0, or 1
+   * with one stream); sample_rate_hz must be 0 (Opus is decoded at the rate recognition uses, and
+   * OpusHead's input rate is informational) and channels 0 or the stream's. Pre-skip and the last
+   * page's granule position trim the decoded audio as RFC 7845 says. One logical stream; the stream
+   * may end after any whole page. Bytes that are not such a stream (a CRC mismatch, a missing page,
+   * a truncated page, a corrupt Opus packet) end the call with INVALID_ARGUMENT naming the byte
+   * offset. Cannot be resumed (config.resume): the headers are not repeated.
+   *
+   * @generated from enum value: AUDIO_ENCODING_OGG_OPUS = 6;
+   */
+  OGG_OPUS = 6,
+
+  /**
+   * Opus in a WebM (Matroska) stream: what Chromium's MediaRecorder writes for
+   * "audio/webm;codecs=opus", including its Segment and Clusters of unknown size. Input only; the
+   * first A_OPUS track is decoded (its CodecPrivate is the OpusHead), other tracks are skipped;
+   * SimpleBlock and BlockGroup (with DiscardPadding) are read, laced blocks are refused.
+   * sample_rate_hz and channels as for OGG_OPUS. The stream may end after any whole element; bad or
+   * truncated bytes end the call with INVALID_ARGUMENT naming the byte offset. Cannot be resumed.
+   *
+   * @generated from enum value: AUDIO_ENCODING_WEBM_OPUS = 7;
+   */
+  WEBM_OPUS = 7,
 }
 
 /**
