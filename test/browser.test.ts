@@ -587,6 +587,69 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
     }
   });
 
+  it('transcribeMicrophone with codec opus streams MediaRecorder WebM Opus and gets each utterance once', async () => {
+    const { page, context } = await openPage(pages.origin);
+    const opens = recordRequests(context, START_PATH);
+    const appends = recordRequests(context, APPEND_PATH);
+    try {
+      const audio = Array.from(concat(silence(0.3), sentence, silence(1.2), sentence, silence(1.2)));
+      const run = await page.evaluate(
+        async ({ sdkUrl, baseUrl, token, audio, rate }) => {
+          const sdk = await import(sdkUrl);
+          const client = sdk.createVoiceWebClient({ baseUrl, token });
+          const player = new AudioContext({ sampleRate: rate });
+          const clip = player.createBuffer(1, audio.length, rate);
+          clip.copyToChannel(Float32Array.from(audio), 0);
+          const source = new AudioBufferSourceNode(player, { buffer: clip });
+          const microphone = player.createMediaStreamDestination();
+          source.connect(microphone);
+          let refusal = '';
+          try {
+            client.transcribeMicrophone(microphone.stream, { codec: 'opus', resume: true });
+          } catch (error) {
+            refusal = String(error);
+          }
+          const transcription = client.transcribeMicrophone(microphone.stream, {
+            config: { language: 'en' },
+            codec: 'opus',
+          });
+          source.start();
+          source.onended = () => void transcription.stop();
+          const events: string[] = [];
+          for await (const response of transcription) {
+            const event = response.event;
+            if (event.case === 'result' && event.value.isFinal)
+              events.push(`final ${event.value.utteranceIndex} ${event.value.text}`);
+          }
+          await transcription.done;
+          return { events, refusal, format: sdk.opusRecordingFormat() };
+        },
+        { sdkUrl: SDK_URL, baseUrl: webUrl, token, audio, rate: RATE },
+      );
+      assert.match(run.refusal, /codec: "opus" cannot be resumed/);
+      assert.deepEqual(run.events, [`final 0 ${modelText}`, `final 1 ${modelText}`]);
+      const start = opens.bodies
+        .flatMap((body) => grpcWebMessages(body))
+        .map((message) => fromBinary(StartTranscriptionSessionRequestSchema, message));
+      assert.equal(start[0]?.config?.audioFormat?.encoding, AudioEncoding.WEBM_OPUS);
+      assert.equal(run.format?.encoding, AudioEncoding.WEBM_OPUS);
+      const sent = appends.bodies
+        .flatMap((body) => grpcWebMessages(body))
+        .map((message) => fromBinary(AppendSessionAudioRequestSchema, message))
+        .sort((a, b) => Number(a.sequenceNumber - b.sequenceNumber));
+      const bytes = concatBytes(sent.map((request) => request.audio));
+      assert.equal(Buffer.from(bytes.subarray(0, 4)).toString('hex'), '1a45dfa3', 'a WebM stream');
+      // Opus at ~32 kbit/s: far less than the 256 kbit/s of 16 kHz LINEAR16 for the same 6 s.
+      const seconds = audio.length / RATE;
+      assert.ok(
+        bytes.length < (seconds * 256_000) / 8 / 3,
+        `${bytes.length} bytes for ${seconds.toFixed(1)} s`,
+      );
+    } finally {
+      await context.close();
+    }
+  });
+
   it('the worklet resamples a 48 kHz capture to 16 kHz LINEAR16 chunks of 100 ms, and loads from its own file', async () => {
     const { page, context } = await openPage(pages.origin);
     try {

@@ -31,6 +31,12 @@ export {
   startCapture,
 } from './microphone.js';
 export {
+  type OpusCapture,
+  type OpusCaptureOptions,
+  opusRecordingFormat,
+  startOpusCapture,
+} from './opus-capture.js';
+export {
   openResumableSession,
   type ResumableSession,
   type ResumableSessionOptions,

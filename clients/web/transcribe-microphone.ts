@@ -5,6 +5,7 @@ import { createAppendSender, type RetryOptions } from './append-sender.js';
 import { createEventQueue } from './event-queue.js';
 import type { LiveSessionApi, TranscriptionConfigInit } from './live-session.js';
 import { type AudioCapture, CAPTURE_RATE, type CaptureOptions, startCapture } from './microphone.js';
+import { opusRecordingFormat, startOpusCapture } from './opus-capture.js';
 import { transcribeMicrophoneResumable } from './resumable-microphone.js';
 import type { SessionResumeOptions } from './resumable-session.js';
 
@@ -14,6 +15,12 @@ export interface TranscribeMicrophoneOptions extends CaptureOptions {
    * format is the SDK's own: LINEAR16, 16 kHz, mono.
    */
   readonly config?: Omit<TranscriptionConfigInit, 'audioFormat' | '$typeName'>;
+  /**
+   * `linear16` (default): 16 kHz PCM from an AudioWorklet, 256 kbit/s. `opus`: the browser's
+   * MediaRecorder encodes Opus (WebM in Chromium, Ogg in Firefox), about 32 kbit/s, for slow
+   * networks; it cannot be combined with `resume` (the server resumes raw PCM only).
+   */
+  readonly codec?: 'linear16' | 'opus';
   /** Cancels everything: the session, the appends and the capture. */
   readonly signal?: AbortSignal;
   /** How a failed append is retried (with its sequence number kept). */
@@ -57,6 +64,13 @@ export function transcribeMicrophone(
   stream: MediaStream,
   options: TranscribeMicrophoneOptions = {},
 ): MicrophoneTranscription {
+  const opus = options.codec === 'opus' ? opusRecordingFormat() : undefined;
+  if (options.codec === 'opus' && opus === undefined)
+    throw new TypeError('codec: "opus" needs MediaRecorder with WebM or Ogg Opus, which this browser lacks');
+  if (options.codec === 'opus' && options.resume !== undefined && options.resume !== false)
+    throw new TypeError(
+      'codec: "opus" cannot be resumed; the server resumes raw PCM only (use codec "linear16")',
+    );
   if (options.resume !== undefined && options.resume !== false) {
     const resume = options.resume === true ? {} : options.resume;
     return transcribeMicrophoneResumable(api, stream, options, resume, DEFAULT_MAX_CHUNK_BYTES);
@@ -85,7 +99,10 @@ export function transcribeMicrophone(
 
   const config: TranscriptionConfigInit = {
     ...options.config,
-    audioFormat: { encoding: AudioEncoding.LINEAR16, sampleRateHz: CAPTURE_RATE, channels: 1 },
+    audioFormat:
+      opus === undefined
+        ? { encoding: AudioEncoding.LINEAR16, sampleRateHz: CAPTURE_RATE, channels: 1 }
+        : { encoding: opus.encoding },
   };
   const reading = (async () => {
     let named = false;
@@ -102,7 +119,10 @@ export function transcribeMicrophone(
 
   let stopping: Promise<void> | undefined;
   let capture: AudioCapture | undefined;
-  const captureReady = startCapture(stream, options);
+  const captureReady: Promise<AudioCapture> =
+    opus === undefined
+      ? startCapture(stream, options)
+      : startOpusCapture(stream, options.chunkMs === undefined ? {} : { chunkMs: options.chunkMs });
   const capturing = captureReady.then(async (started) => {
     capture = started;
     for await (const chunk of started.chunks) sender.push(chunk);
