@@ -6,6 +6,7 @@ import {
   type SynthesizeRequestSchema,
   type SynthesizeResponse,
 } from '../clients/node/index.js';
+import { createRequestQueue } from './helpers/request-queue.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
 
 /**
@@ -22,41 +23,10 @@ const REPLY = [
   'Pack warm layers, some water, and a map in case the phone signal drops.',
 ].join(' ');
 
-/** A request stream the test writes into while the call runs. */
-function requestQueue() {
-  const items: Request[] = [];
-  let ended = false;
-  let wake: (() => void) | undefined;
-  return {
-    push(request: Request) {
-      items.push(request);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    async *[Symbol.asyncIterator](): AsyncGenerator<Request> {
-      while (true) {
-        const next = items.shift();
-        if (next !== undefined) {
-          yield next;
-          continue;
-        }
-        if (ended) return;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = undefined;
-      }
-    },
-  };
-}
-
 /** Runs a call, handing each response to `onResponse` as it arrives; resolves with all of them. */
 function call(
   t: TestServer,
-  queue: ReturnType<typeof requestQueue>,
+  queue: ReturnType<typeof createRequestQueue<Request>>,
   onResponse: (r: SynthesizeResponse) => void,
 ) {
   const received: SynthesizeResponse[] = [];
@@ -80,7 +50,7 @@ describe('barge-in (Clear)', () => {
   after(() => t?.stop());
 
   it('stops the audio, answers with the words heard up to the played position, then speaks new text', async () => {
-    const queue = requestQueue();
+    const queue = createRequestQueue<Request>();
     queue.push({
       request: { case: 'config', value: { voice: 'espeak:en-us', encoding: AudioEncoding.LINEAR16 } },
     });
@@ -163,7 +133,7 @@ describe('barge-in (Clear)', () => {
   });
 
   it('answers a clear before any audio with nothing heard, and restarts a WAV stream with its header', async () => {
-    const queue = requestQueue();
+    const queue = createRequestQueue<Request>();
     queue.push({
       request: { case: 'config', value: { voice: 'espeak:en-us', encoding: AudioEncoding.WAV } },
     });
@@ -191,7 +161,7 @@ describe('barge-in (Clear)', () => {
 
   it('takes back chunks queued for a client that stopped reading', async () => {
     // The client reads one chunk, then sends a clear while 8 more wait in the server's queue.
-    const queue = requestQueue();
+    const queue = createRequestQueue<Request>();
     queue.push({
       request: { case: 'config', value: { voice: 'espeak:en-us', encoding: AudioEncoding.LINEAR16 } },
     });

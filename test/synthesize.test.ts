@@ -19,6 +19,7 @@ import {
 import { generateVitsModel } from './fixtures/vits-model.js';
 import { expectError } from './helpers/errors.js';
 import { testModels } from './helpers/models.js';
+import { createRequestQueue } from './helpers/request-queue.js';
 import { rms } from './helpers/speech.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
 
@@ -94,37 +95,6 @@ async function* paced(
 /** Word and sub-word tokens as a language model streams them: a leading space, up to 4 characters. */
 function tokenize(text: string): string[] {
   return text.match(/\s*\S{1,4}/g) ?? [];
-}
-
-/** A request stream the test writes into while the call runs. */
-function createRequestQueue() {
-  const items: Request[] = [];
-  let ended = false;
-  let wake: (() => void) | undefined;
-  return {
-    push(request: Request) {
-      items.push(request);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    async *[Symbol.asyncIterator](): AsyncGenerator<Request> {
-      while (true) {
-        const next = items.shift();
-        if (next !== undefined) {
-          yield next;
-          continue;
-        }
-        if (ended) return;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = undefined;
-      }
-    },
-  };
 }
 
 const CONTROL = /[^\P{Cc}\n\r]/gu;
@@ -315,7 +285,7 @@ describe('Synthesis over gRPC', () => {
   });
 
   it('speaks a partial sentence on flush while the stream stays open', async () => {
-    const queue = createRequestQueue();
+    const queue = createRequestQueue<Request>();
     queue.push(configRequest());
     queue.push(textRequest('Let me think about that'));
     queue.push(flushRequest());

@@ -564,6 +564,29 @@ describe('worker pool scheduling, aborts and crashes (test-hook workers)', () =>
     }
   });
 
+  test('closing lets a running job finish before its worker exits, and terminates one that does not end', async () => {
+    // Terminating a thread mid-inference can abort the process (onnxruntime), so close asks first.
+    const pool = hookPool();
+    await pool.start();
+    const finishing = pool.run('sleep', { ms: 300, ignoreAbort: true }, { priority: 0, signal: never });
+    finishing.catch(() => {});
+    await until(() => pool.stats().busy === 1, 'the job to start');
+    let at = performance.now();
+    await pool.close();
+    assert.ok(performance.now() - at >= 250, 'close waited for the running job');
+    await assert.rejects(finishing, isVoiceError(Reason.Draining));
+
+    const stuck = hookPool();
+    await stuck.start();
+    const endless = stuck.run('sleep', { ms: 600_000, ignoreAbort: true }, { priority: 0, signal: never });
+    endless.catch(() => {});
+    await until(() => stuck.stats().busy === 1, 'the endless job to start');
+    at = performance.now();
+    await stuck.close();
+    const waited = performance.now() - at;
+    assert.ok(waited >= 1900 && waited < 10_000, `terminated after the grace (${waited.toFixed(0)} ms)`);
+  });
+
   test('errors thrown in the worker arrive as VoiceErrors; unexpected ones are generic and logged', async () => {
     const logs = captureLogs();
     const pool = hookPool({ logger: pino(logs.stream) });

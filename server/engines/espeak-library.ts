@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { concatSamples } from '../pipeline/samples.js';
 
 /**
  * eSpeak NG's library (not its command-line program) through `@echogarden/espeak-ng-emscripten`,
@@ -36,8 +37,8 @@ export interface EspeakPhonemeEvent {
 }
 
 export interface EspeakRun {
-  /** 16-bit PCM at ESPEAK_SAMPLE_RATE. */
-  readonly samples: Int16Array;
+  /** PCM in [-1, 1) at ESPEAK_SAMPLE_RATE (eSpeak's 16-bit samples / 32768). */
+  readonly samples: Float32Array;
   readonly words: readonly EspeakWordEvent[];
   readonly phonemes: readonly EspeakPhonemeEvent[];
   /** True when `shouldStop` ended the run before the text was spoken to its end. */
@@ -114,7 +115,8 @@ async function instantiate(): Promise<EspeakLibrary> {
   const callback = module.addFunction((wav, count, events) => {
     const run = current;
     if (run === undefined) return STOP;
-    if (wav !== 0 && count > 0) run.blocks.push(module.HEAP16.slice(wav >> 1, (wav >> 1) + count));
+    if (wav !== 0 && count > 0)
+      run.blocks.push(toFloat(module.HEAP16.subarray(wav >> 1, (wav >> 1) + count)));
     for (let pointer = events; pointer !== 0; pointer += eventSize) {
       const type = module.HEAP32[pointer >> 2];
       if (type === EVENT_LIST_TERMINATED || type === undefined) break;
@@ -148,27 +150,26 @@ async function instantiate(): Promise<EspeakLibrary> {
       } finally {
         current = undefined;
       }
-      return { samples: concat(run.blocks), words: run.words, phonemes: run.phonemes, stopped: run.stopped };
+      return {
+        samples: concatSamples(run.blocks),
+        words: run.words,
+        phonemes: run.phonemes,
+        stopped: run.stopped,
+      };
     },
   };
 }
 
 interface Collector {
-  readonly blocks: Int16Array[];
+  readonly blocks: Float32Array[];
   readonly words: EspeakWordEvent[];
   readonly phonemes: EspeakPhonemeEvent[];
   stopped: boolean;
   readonly shouldStop: (() => boolean) | undefined;
 }
 
-function concat(blocks: readonly Int16Array[]): Int16Array {
-  let length = 0;
-  for (const block of blocks) length += block.length;
-  const out = new Int16Array(length);
-  let offset = 0;
-  for (const block of blocks) {
-    out.set(block, offset);
-    offset += block.length;
-  }
+function toFloat(pcm: Int16Array): Float32Array {
+  const out = new Float32Array(pcm.length);
+  for (let i = 0; i < pcm.length; i++) out[i] = (pcm[i] ?? 0) / 32768;
   return out;
 }

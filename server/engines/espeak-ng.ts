@@ -109,7 +109,7 @@ export function createEspeakSynthesizer(options: EspeakSynthesizerOptions = {}):
       const pauseMs = CLAUSE_END.test(text) ? CLAUSE_PAUSE_MS : SENTENCE_PAUSE_MS;
       const pause = Math.round((pauseMs * ESPEAK_SAMPLE_RATE) / 1000 / speed);
       const samples = new Float32Array(run.samples.length + pause);
-      for (let i = 0; i < run.samples.length; i++) samples[i] = (run.samples[i] ?? 0) / 32768;
+      samples.set(run.samples);
       const timing = espeakTiming(run, input, text);
       const end = run.samples.length;
       const phonemes = [...timing.phonemes, { ipa: '', startSample: end, endSample: end + pause }];

@@ -48,9 +48,21 @@ const running = new Map<number, AbortController>();
 /** The buffers the last result moved out, for the `lastTransfer` test hook. */
 let lastTransfer: readonly ArrayBuffer[] = [];
 
+let shuttingDown = false;
+const exitIfIdle = () => {
+  if (shuttingDown && running.size === 0) process.exit(0);
+};
+
 port.on('message', (message: ToWorker) => {
   if (message.type === 'cancel') {
     running.get(message.id)?.abort(new VoiceError(Reason.Cancelled, 'the call was cancelled'));
+    return;
+  }
+  if (message.type === 'shutdown') {
+    shuttingDown = true;
+    for (const controller of running.values())
+      controller.abort(new VoiceError(Reason.EngineUnavailable, 'the model worker is shutting down'));
+    exitIfIdle();
     return;
   }
   void runJob(message.id, message.kind, message.payload);
@@ -88,6 +100,7 @@ async function runJob(id: number, kind: string, payload: unknown): Promise<void>
     post({ type: 'error', id, error: toWire(error), seconds: seconds() });
   } finally {
     running.delete(id);
+    exitIfIdle();
   }
 }
 

@@ -210,7 +210,12 @@ export interface WireError {
 
 export type ToWorker =
   | { readonly type: 'job'; readonly id: number; readonly kind: string; readonly payload: unknown }
-  | { readonly type: 'cancel'; readonly id: number };
+  | { readonly type: 'cancel'; readonly id: number }
+  /**
+   * Finish the jobs running, then exit. onnxruntime's runs cannot be interrupted, and terminating a
+   * thread while one is in flight can abort the whole process when its completion finds no thread.
+   */
+  | { readonly type: 'shutdown' };
 
 export type FromWorker<Report = unknown> =
   | { readonly type: 'ready'; readonly report: Report; readonly loadSeconds: number }

@@ -12,7 +12,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type BackoffSchedule, backoffDelay } from './backoff.js';
 import { createGenerations, type Generations } from './generations.js';
-import type { FromWorker } from './messages.js';
+import type { FromWorker, ToWorker } from './messages.js';
 import type { Job } from './pool-dispatch.js';
 import { reloadFailed, replyUnreadable, workerDied } from './pool-errors.js';
 
@@ -283,7 +283,7 @@ export function createWorkerSlots<Report>(options: WorkerSlotsOptions<Report>): 
         if (slot.state === 'busy') metrics?.busyWorkers?.dec();
         if (slot.job !== undefined) release(slot.job);
         slot.job = undefined;
-        exits.push(slot.worker.terminate());
+        exits.push(stopWorker(slot.worker));
       }
       slots.clear();
       metrics?.readyWorkers?.set({ pool: name }, 0);
@@ -291,4 +291,23 @@ export function createWorkerSlots<Report>(options: WorkerSlotsOptions<Report>): 
       await Promise.allSettled(exits);
     },
   };
+}
+
+/** How long a closing pool lets a worker finish its running job before terminating it. */
+const SHUTDOWN_GRACE_MS = 2000;
+
+/**
+ * Asks a worker to finish what it runs and exit (see ToWorker 'shutdown'); terminates it if it has
+ * not exited within SHUTDOWN_GRACE_MS (a job that never ends, a worker still loading).
+ */
+async function stopWorker(worker: Worker): Promise<number> {
+  const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
+  worker.postMessage({ type: 'shutdown' } satisfies ToWorker);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), SHUTDOWN_GRACE_MS);
+  });
+  const first = await Promise.race([exited, late]);
+  clearTimeout(timer);
+  return first === 'late' ? worker.terminate() : first;
 }
