@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createAudioEncoder } from '../server/pipeline/audio-encode.js';
 import { runCli } from './helpers/cli.js';
+import { ffmpegEncode } from './helpers/opus.js';
 import { concat, RATE, readWav, rms, silence, speak } from './helpers/speech.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
 
@@ -47,6 +48,43 @@ describe('voice CLI', () => {
     const samples = readWav(bytes);
     assert.ok(samples.length > RATE, 'more than a second of speech');
     assert.ok(rms(samples) > 0.02, 'not silent');
+  });
+
+  it('speak --timing writes the words and visemes with their times beside the audio', async () => {
+    const out = join(dir, 'timed.wav');
+    const timingPath = join(dir, 'timed.json');
+    const text = 'Good morning, your table is ready.';
+    const result = await runCli(['-a', t.address, 'speak', text, '-o', out, '--timing', timingPath]);
+    assert.equal(result.code, 0, result.stderr);
+    const timing = JSON.parse(readFileSync(timingPath, 'utf8')) as {
+      sampleRate: number;
+      words: { text: string; textStart: number; textEnd: number; start: number; end: number }[];
+      visemes: { azure: number; oculus: string; start: number; end: number }[];
+    };
+    const seconds = readWav(readFileSync(out)).length / timing.sampleRate;
+    assert.deepEqual(
+      timing.words.map((w) => w.text),
+      ['Good', 'morning', 'your', 'table', 'is', 'ready'],
+    );
+    for (const w of timing.words) assert.equal([...text].slice(w.textStart, w.textEnd).join(''), w.text);
+    assert.equal(timing.visemes[0]?.start, 0);
+    for (const [i, v] of timing.visemes.entries()) {
+      if (i > 0) assert.equal(v.start, timing.visemes[i - 1]?.end, 'back to back');
+    }
+    assert.ok(Math.abs((timing.visemes.at(-1)?.end ?? 0) - seconds) < 1e-3, 'visemes cover the audio');
+  });
+
+  it('transcribe sends an Ogg or WebM Opus file as it is and prints the same finals as for the WAV', async () => {
+    const wav = createAudioEncoder({ encoding: 'wav', sampleRate: RATE }).encode(
+      concat(silence(0.3), speak('Good morning everyone.'), silence(1)),
+    );
+    for (const format of ['ogg', 'webm'] as const) {
+      const file = join(dir, `speech.${format}`);
+      writeFileSync(file, ffmpegEncode(wav, format));
+      const result = await runCli(['-a', t.address, 'transcribe', file]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout.trim(), /^\[00:\d\d\.\d\d – 00:\d\d\.\d\d\] hello world$/, format);
+    }
   });
 
   it('transcribe streams a WAV file and prints each final with its times', async () => {

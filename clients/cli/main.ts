@@ -12,7 +12,8 @@ import {
 import { CliError, describeFailure } from './errors.js';
 import { formatResult } from './format.js';
 import { addModelCommands } from './models.js';
-import { finalizeStreamedWav, readWavFile } from './wav-file.js';
+import { createTimingFile } from './timing-file.js';
+import { finalizeStreamedWav, opusEncodingOf, readAudioBytes, readWavFile } from './wav-file.js';
 
 interface GlobalOptions {
   address: string;
@@ -81,8 +82,8 @@ program
 
 program
   .command('transcribe')
-  .description('stream a WAV file as if it were live audio and print the results')
-  .argument('<file.wav>', 'the audio to transcribe')
+  .description('stream a WAV (or Ogg/WebM Opus) file as if it were live audio and print the results')
+  .argument('<file>', 'the audio to transcribe: .wav, or .ogg/.opus/.webm (Opus, sent unpaced)')
   .option('-l, --language <code>', 'ISO 639-1 language, or "auto"', 'auto')
   .option('-i, --interim', 'print interim results while an utterance is spoken')
   .option('--no-realtime', 'send the file as fast as possible instead of at real-time pace')
@@ -101,9 +102,18 @@ program
         json?: boolean;
       },
     ) => {
-      const wav = await readWavFile(file);
+      const opus = opusEncodingOf(file);
+      const wav =
+        opus === undefined
+          ? await readWavFile(file)
+          : { bytes: await readAudioBytes(file), byteRate: undefined };
       await withClient(async (client, global) => {
-        const chunkBytes = Math.max(1, Math.round((wav.byteRate * options.chunkMs) / 1000));
+        // Compressed audio has no fixed byte rate: it is sent in 4 KB chunks, as fast as the server takes it.
+        const chunkBytes =
+          wav.byteRate === undefined
+            ? 4096
+            : Math.max(1, Math.round((wav.byteRate * options.chunkMs) / 1000));
+        const realtime = options.realtime && wav.byteRate !== undefined;
         async function* requests(): AsyncGenerator<TranscribeRequest> {
           yield {
             $typeName: 'cortex.voice.v1.TranscribeRequest',
@@ -113,7 +123,7 @@ program
                 $typeName: 'cortex.voice.v1.TranscriptionConfig',
                 audioFormat: {
                   $typeName: 'cortex.voice.v1.AudioFormat',
-                  encoding: AudioEncoding.WAV,
+                  encoding: opus ?? AudioEncoding.WAV,
                   sampleRateHz: 0,
                   channels: 0,
                 },
@@ -131,11 +141,11 @@ program
               $typeName: 'cortex.voice.v1.TranscribeRequest',
               request: { case: 'audio', value: wav.bytes.subarray(offset, offset + chunkBytes) },
             };
-            if (options.realtime) await sleep(options.chunkMs);
+            if (realtime) await sleep(options.chunkMs);
           }
         }
         // At real-time pace the call lasts as long as the audio: the deadline comes on top of that.
-        const audioMs = options.realtime ? (wav.bytes.length / wav.byteRate) * 1000 : 0;
+        const audioMs = realtime && wav.byteRate !== undefined ? (wav.bytes.length / wav.byteRate) * 1000 : 0;
         for await (const response of client.transcription.transcribe(requests(), {
           timeoutMs: global.timeout * 1000 + audioMs,
         })) {
@@ -154,34 +164,43 @@ program
   .option('-v, --voice <id>', 'a voice id from `voice voices`')
   .option('-s, --speed <factor>', 'speaking rate, 0.5 to 2.0', positiveNumber, 1)
   .option('-r, --rate <hz>', "output sample rate (default: the voice's own)", positiveNumber)
-  .action(async (text: string, options: { output: string; voice?: string; speed: number; rate?: number }) => {
-    await withClient(async (client, global) => {
-      const chunks: Uint8Array[] = [];
-      let spoken = 0;
-      const stream = client.synthesis.synthesizeText(
-        {
-          text,
-          config: {
-            voice: options.voice ?? '',
-            speed: options.speed,
-            encoding: AudioEncoding.WAV,
-            sampleRateHz: options.rate ?? 0,
+  .option('-t, --timing <file.json>', 'also write the words and visemes with their times, for lip sync')
+  .action(
+    async (
+      text: string,
+      options: { output: string; voice?: string; speed: number; rate?: number; timing?: string },
+    ) => {
+      await withClient(async (client, global) => {
+        const chunks: Uint8Array[] = [];
+        let spoken = 0;
+        const stream = client.synthesis.synthesizeText(
+          {
+            text,
+            config: {
+              voice: options.voice ?? '',
+              speed: options.speed,
+              encoding: AudioEncoding.WAV,
+              sampleRateHz: options.rate ?? 0,
+            },
           },
-        },
-        { timeoutMs: global.timeout * 1000 },
-      );
-      let sampleRate = 0;
-      for await (const response of stream) {
-        chunks.push(response.audio);
-        spoken += response.sampleCount;
-        sampleRate = response.format?.sampleRateHz ?? sampleRate;
-      }
-      const wav = finalizeStreamedWav(Buffer.concat(chunks));
-      await writeFile(options.output, wav);
-      const seconds = sampleRate > 0 ? (spoken / sampleRate).toFixed(2) : '?';
-      process.stderr.write(`wrote ${options.output}: ${seconds} s at ${sampleRate} Hz\n`);
-    });
-  });
+          { timeoutMs: global.timeout * 1000 },
+        );
+        let sampleRate = 0;
+        const timing = createTimingFile();
+        for await (const response of stream) {
+          chunks.push(response.audio);
+          spoken += response.sampleCount;
+          sampleRate = response.format?.sampleRateHz ?? sampleRate;
+          timing.add(response);
+        }
+        const wav = finalizeStreamedWav(Buffer.concat(chunks));
+        await writeFile(options.output, wav);
+        if (options.timing !== undefined) await writeFile(options.timing, timing.json(sampleRate));
+        const seconds = sampleRate > 0 ? (spoken / sampleRate).toFixed(2) : '?';
+        process.stderr.write(`wrote ${options.output}: ${seconds} s at ${sampleRate} Hz\n`);
+      });
+    },
+  );
 
 addModelCommands(program);
 

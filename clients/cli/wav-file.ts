@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import wavefile from 'wavefile';
+import { AudioEncoding } from '../../server/gen/cortex/voice/v1/audio_pb.js';
 import { CliError } from './errors.js';
 
 export interface WavInfo {
@@ -10,14 +11,26 @@ export interface WavInfo {
   readonly byteRate: number;
 }
 
-/** Reads a WAV file and checks its header before anything is sent. */
-export async function readWavFile(path: string): Promise<WavInfo> {
-  let bytes: Buffer;
+/** The Opus encoding a file's extension names (.ogg, .oga, .opus, .webm); undefined for anything else. */
+export function opusEncodingOf(path: string): AudioEncoding | undefined {
+  const extension = path.toLowerCase().split('.').pop();
+  if (extension === 'ogg' || extension === 'oga' || extension === 'opus') return AudioEncoding.OGG_OPUS;
+  if (extension === 'webm') return AudioEncoding.WEBM_OPUS;
+  return undefined;
+}
+
+/** A file's bytes, or a CliError saying why it cannot be read. */
+export async function readAudioBytes(path: string): Promise<Buffer> {
   try {
-    bytes = await readFile(path);
+    return await readFile(path);
   } catch (error) {
     throw new CliError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, 2);
   }
+}
+
+/** Reads a WAV file and checks its header before anything is sent. */
+export async function readWavFile(path: string): Promise<WavInfo> {
+  const bytes = await readAudioBytes(path);
   const wav = new wavefile.WaveFile();
   try {
     wav.fromBuffer(bytes, false);
