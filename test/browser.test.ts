@@ -190,6 +190,67 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
     }
   });
 
+  it('the demo page marks each word and shows the mouth shape while it speaks, and says what was heard when stopped', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const problems = watchPage(page);
+    try {
+      await page.goto(`${webUrl}/#token=${token}`);
+      await page.waitForFunction(() => document.querySelectorAll('#voice option').length > 1, undefined, {
+        timeout: 10_000,
+      });
+      const shapes = new Set<string>();
+      await page.exposeFunction('recordShape', (shape: string) => shapes.add(shape));
+      await page.evaluate(() => {
+        const mouth = document.querySelector('#mouth') as HTMLElement;
+        new MutationObserver(() =>
+          (window as unknown as { recordShape(s: string): void }).recordShape(mouth.textContent ?? ''),
+        ).observe(mouth, {
+          childList: true,
+          characterData: true,
+          subtree: true,
+        });
+      });
+      await page.click('#speak');
+      await page.waitForFunction(
+        () => document.querySelector('#spoken mark')?.textContent === 'Hello',
+        undefined,
+        {
+          timeout: 10_000,
+        },
+      );
+      await page.waitForFunction(
+        () => /^Spoke /.test(document.querySelector('#speak-state')?.textContent ?? ''),
+        undefined,
+        {
+          timeout: 30_000,
+        },
+      );
+      assert.ok(shapes.size >= 5, `mouth shapes shown: ${[...shapes].join(' ')}`);
+      await page.click('#speak');
+      await page.waitForFunction(
+        () => document.querySelector('#spoken mark')?.textContent === 'voice',
+        undefined,
+        {
+          timeout: 10_000,
+        },
+      );
+      await page.click('#stop-speaking');
+      const state = await page.waitForFunction(
+        () => {
+          const text = document.querySelector('#speak-state')?.textContent ?? '';
+          return text.startsWith('Stopped') ? text : false;
+        },
+        undefined,
+        { timeout: 10_000 },
+      );
+      assert.match(String(await state.jsonValue()), /^Stopped; heard: “Hello! I am the Cortex voice( |”)/);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('speak plays every synthesized chunk back to back on the audio clock and reports their spans in order', async () => {
     const text = 'Hello there. How are you today? This is the third sentence, and it is a little longer.';
     const { page, context } = await openPage(pages.origin);

@@ -41,6 +41,7 @@ const ui = {
   stopSpeaking: $<HTMLButtonElement>('stop-speaking'),
   speakState: $('speak-state'),
   spoken: $('spoken'),
+  mouth: $('mouth'),
   connection: $<HTMLDetailsElement>('connection'),
   token: $<HTMLInputElement>('token'),
   message: $('message'),
@@ -257,6 +258,7 @@ ui.speed.addEventListener('input', () => {
 });
 
 ui.speak.addEventListener('click', () => void speakText());
+// Stop is a barge-in: playback stops and speak() resolves with what was heard.
 ui.stopSpeaking.addEventListener('click', () => speaking?.abort());
 
 async function speakText(): Promise<void> {
@@ -269,19 +271,36 @@ async function speakText(): Promise<void> {
   ui.stopSpeaking.disabled = false;
   ui.speakState.textContent = 'Synthesizing…';
   highlight(text, 0, 0);
+  // Voices with timing (eSpeak, Kokoro) mark each word as it is heard; others the sentence.
+  let timed = false;
   try {
     const result = await client.speak(text, {
       voice: ui.voice.value,
       speed: Number(ui.speed.value),
-      signal: controller.signal,
+      stopSignal: controller.signal,
       onChunk: (chunk) => {
         ui.speakState.textContent = 'Speaking…';
-        highlight(text, chunk.textSpan.start, chunk.textSpan.end);
+        if (!timed) highlight(text, chunk.textSpan.start, chunk.textSpan.end);
+      },
+      onWord: (word) => {
+        timed = true;
+        highlight(text, word.textSpan.start, word.textSpan.end);
+      },
+      onViseme: (viseme) => {
+        ui.mouth.textContent = viseme.oculusViseme;
+        ui.mouth.dataset.viseme = String(viseme.visemeId);
       },
     });
-    ui.speakState.textContent = `Spoke ${result.duration.toFixed(1)} s in ${result.chunks} chunk${result.chunks === 1 ? '' : 's'}`;
-    highlight(text, 0, 0);
+    ui.mouth.textContent = 'sil';
+    if (result.interrupted) {
+      ui.speakState.textContent = `Stopped; heard: “${result.heard.text}”`;
+      highlight(text, 0, result.heard.end);
+    } else {
+      ui.speakState.textContent = `Spoke ${result.duration.toFixed(1)} s in ${result.chunks} chunk${result.chunks === 1 ? '' : 's'}`;
+      highlight(text, 0, 0);
+    }
   } catch (error) {
+    ui.mouth.textContent = 'sil';
     if (controller.signal.aborted) ui.speakState.textContent = 'Stopped';
     else {
       ui.speakState.textContent = 'Failed';
