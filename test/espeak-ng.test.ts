@@ -51,7 +51,7 @@ function debianSampleCount(dir: string, voice: string, text: string): number {
   return (readFileSync(file).length - 44) / 2;
 }
 
-describe('eSpeak NG synthesizer (WebAssembly build)', () => {
+describe('eSpeak NG synthesizer (library build)', () => {
   let espeak: EspeakSynthesizer;
   let dir: string;
   const say = (text: string, voice = 'espeak:en-us', speed = 1) =>
