@@ -6,6 +6,16 @@ import {
   type SynthesizeRequestSchema,
   type SynthesizeResponse,
 } from '../clients/node/index.js';
+import { createEspeakSynthesizer, type EspeakSynthesizer } from '../server/engines/espeak-ng.js';
+import type { SpeechSynthesizer, VoiceInfo } from '../server/engines/types.js';
+import { Reason, VoiceError } from '../server/errors.js';
+import type { SynthesisSettings } from '../server/service/synthesis-config.js';
+import {
+  type SynthesizeResponseInit,
+  type SynthesizeSessionDeps,
+  synthesizeStream,
+  type TextInput,
+} from '../server/service/synthesize-session.js';
 import { createRequestQueue } from './helpers/request-queue.js';
 import { startServerWithEngines, type TestServer } from './helpers/test-server.js';
 
@@ -49,88 +59,93 @@ describe('barge-in (Clear)', () => {
   });
   after(() => t?.stop());
 
-  it('stops the audio, answers with the words heard up to the played position, then speaks new text', async () => {
-    const queue = createRequestQueue<Request>();
-    queue.push({
-      request: { case: 'config', value: { voice: 'espeak:en-us', encoding: AudioEncoding.LINEAR16 } },
+  for (const rate of [0, 16_000]) {
+    it(`stops the audio, answers with the words heard up to the played position, then speaks new text (${rate === 0 ? 'native rate' : `resampled to ${rate} Hz`})`, async () => {
+      const queue = createRequestQueue<Request>();
+      queue.push({
+        request: {
+          case: 'config',
+          value: { voice: 'espeak:en-us', encoding: AudioEncoding.LINEAR16, sampleRateHz: rate },
+        },
+      });
+      queue.push({ request: { case: 'text', value: REPLY } });
+      let cleared = false;
+      let played = 0;
+      const responses = await call(t, queue, (response) => {
+        // After the second chunk, the listener interrupts 0.4 s into the second chunk.
+        if (!cleared && response.sequenceNumber === 1) {
+          cleared = true;
+          played = Number(response.sampleOffset) + Math.round(0.4 * (response.format?.sampleRateHz ?? 0));
+          queue.push({ request: { case: 'clear', value: { playedSamples: BigInt(played) } } });
+        }
+        if (response.interruption !== undefined) {
+          queue.push({ request: { case: 'text', value: ' Okay, stopping.' } });
+          queue.end();
+        }
+      });
+
+      const answerAt = responses.findIndex((r) => r.interruption !== undefined);
+      const metrics = await (await fetch(t.metricsUrl)).text();
+      assert.match(metrics, /^voice_tts_interruptions_total [1-9]/m, 'the clear is counted');
+      assert.ok(answerAt >= 2, `the answer comes after the audio sent (${answerAt})`);
+      const answer = responses[answerAt] as SynthesizeResponse;
+      const interruption = answer.interruption;
+      assert.ok(interruption);
+      assert.equal(answer.sampleCount, 0);
+      assert.equal(answer.audio.length, 0);
+
+      // Gapless numbering and offsets across the audio sent, the answer and the new text.
+      let offset = 0;
+      for (const [i, r] of responses.entries()) {
+        assert.equal(r.sequenceNumber, i);
+        assert.equal(Number(r.sampleOffset), offset);
+        offset += r.sampleCount;
+      }
+      const sentBefore = responses.slice(0, answerAt).reduce((sum, r) => sum + r.sampleCount, 0);
+      assert.equal(Number(interruption.sentSamples), sentBefore);
+      assert.equal(Number(interruption.playedSamples), played);
+
+      // Heard: every word whose audio began before the played position, and no other.
+      const wordsSent = new Map<string, { start: number; end: number; span: [number, number] }>();
+      for (const r of responses.slice(0, answerAt)) {
+        for (const w of r.words) {
+          wordsSent.set(`${w.startSample}`, {
+            start: Number(w.startSample),
+            end: Number(w.endSample),
+            span: [w.textSpan?.start ?? 0, w.textSpan?.end ?? 0],
+          });
+        }
+      }
+      const expectedHeard = [...wordsSent.values()]
+        .filter((w) => w.start < played)
+        .sort((a, b) => a.start - b.start);
+      assert.deepEqual(
+        interruption.heardWords.map((w) => [w.textSpan?.start, w.textSpan?.end]),
+        expectedHeard.map((w) => w.span),
+      );
+      const last = expectedHeard.at(-1);
+      assert.ok(last);
+      assert.equal(interruption.heardSpan?.start, 0);
+      assert.equal(interruption.heardSpan?.end, last.span[1]);
+      assert.equal(interruption.heardText, codePoints(REPLY, 0, last.span[1]));
+      assert.equal(interruption.lastWordComplete, last.end <= played);
+      assert.equal(interruption.unheardChars, [...REPLY].length - last.span[1]);
+
+      // Nothing of the cleared text after the answer; the new text is spoken, its spans after the old.
+      const after = responses.slice(answerAt + 1);
+      assert.ok(after.length > 0);
+      const replyLength = [...REPLY].length;
+      for (const r of after) {
+        assert.equal(r.text, 'Okay, stopping.');
+        assert.ok((r.textSpan?.start ?? 0) >= replyLength);
+        for (const w of r.words) assert.ok(Number(w.startSample) >= sentBefore);
+      }
+      assert.deepEqual(
+        after.flatMap((r) => r.words.map((w) => w.text)).filter((w, i, all) => all.indexOf(w) === i),
+        ['Okay', 'stopping'],
+      );
     });
-    queue.push({ request: { case: 'text', value: REPLY } });
-    let cleared = false;
-    let played = 0;
-    const responses = await call(t, queue, (response) => {
-      // After the second chunk, the listener interrupts 0.4 s into the second chunk.
-      if (!cleared && response.sequenceNumber === 1) {
-        cleared = true;
-        played = Number(response.sampleOffset) + Math.round(0.4 * (response.format?.sampleRateHz ?? 0));
-        queue.push({ request: { case: 'clear', value: { playedSamples: BigInt(played) } } });
-      }
-      if (response.interruption !== undefined) {
-        queue.push({ request: { case: 'text', value: ' Okay, stopping.' } });
-        queue.end();
-      }
-    });
-
-    const answerAt = responses.findIndex((r) => r.interruption !== undefined);
-    const metrics = await (await fetch(t.metricsUrl)).text();
-    assert.match(metrics, /^voice_tts_interruptions_total [1-9]/m, 'the clear is counted');
-    assert.ok(answerAt >= 2, `the answer comes after the audio sent (${answerAt})`);
-    const answer = responses[answerAt] as SynthesizeResponse;
-    const interruption = answer.interruption;
-    assert.ok(interruption);
-    assert.equal(answer.sampleCount, 0);
-    assert.equal(answer.audio.length, 0);
-
-    // Gapless numbering and offsets across the audio sent, the answer and the new text.
-    let offset = 0;
-    for (const [i, r] of responses.entries()) {
-      assert.equal(r.sequenceNumber, i);
-      assert.equal(Number(r.sampleOffset), offset);
-      offset += r.sampleCount;
-    }
-    const sentBefore = responses.slice(0, answerAt).reduce((sum, r) => sum + r.sampleCount, 0);
-    assert.equal(Number(interruption.sentSamples), sentBefore);
-    assert.equal(Number(interruption.playedSamples), played);
-
-    // Heard: every word whose audio began before the played position, and no other.
-    const wordsSent = new Map<string, { start: number; end: number; span: [number, number] }>();
-    for (const r of responses.slice(0, answerAt)) {
-      for (const w of r.words) {
-        wordsSent.set(`${w.startSample}`, {
-          start: Number(w.startSample),
-          end: Number(w.endSample),
-          span: [w.textSpan?.start ?? 0, w.textSpan?.end ?? 0],
-        });
-      }
-    }
-    const expectedHeard = [...wordsSent.values()]
-      .filter((w) => w.start < played)
-      .sort((a, b) => a.start - b.start);
-    assert.deepEqual(
-      interruption.heardWords.map((w) => [w.textSpan?.start, w.textSpan?.end]),
-      expectedHeard.map((w) => w.span),
-    );
-    const last = expectedHeard.at(-1);
-    assert.ok(last);
-    assert.equal(interruption.heardSpan?.start, 0);
-    assert.equal(interruption.heardSpan?.end, last.span[1]);
-    assert.equal(interruption.heardText, codePoints(REPLY, 0, last.span[1]));
-    assert.equal(interruption.lastWordComplete, last.end <= played);
-    assert.equal(interruption.unheardChars, [...REPLY].length - last.span[1]);
-
-    // Nothing of the cleared text after the answer; the new text is spoken, its spans after the old.
-    const after = responses.slice(answerAt + 1);
-    assert.ok(after.length > 0);
-    const replyLength = [...REPLY].length;
-    for (const r of after) {
-      assert.equal(r.text, 'Okay, stopping.');
-      assert.ok((r.textSpan?.start ?? 0) >= replyLength);
-      for (const w of r.words) assert.ok(Number(w.startSample) >= sentBefore);
-    }
-    assert.deepEqual(
-      after.flatMap((r) => r.words.map((w) => w.text)).filter((w, i, all) => all.indexOf(w) === i),
-      ['Okay', 'stopping'],
-    );
-  });
+  }
 
   it('answers a clear before any audio with nothing heard, and restarts a WAV stream with its header', async () => {
     const queue = createRequestQueue<Request>();
@@ -182,5 +197,74 @@ describe('barge-in (Clear)', () => {
     const seconds = sent / 22_050;
     // Far less than the two replies' ~30 s: what was queued at the clear was not sent.
     assert.ok(seconds < 15, `${seconds.toFixed(1)} s sent`);
+  });
+});
+
+describe('barge-in in the synthesis session', () => {
+  let espeak: EspeakSynthesizer;
+  let settings: SynthesisSettings;
+  before(async () => {
+    espeak = createEspeakSynthesizer();
+    await espeak.load();
+    const voice = espeak.voices().find((v) => v.id === 'espeak:en-us') as VoiceInfo;
+    settings = { voice, speed: 1, output: { encoding: 'linear16' }, sampleRate: voice.sampleRate };
+  });
+  const deps = (synthesizer: SpeechSynthesizer): SynthesizeSessionDeps => ({
+    synthesizer,
+    limits: { maxTextChars: 10_000, maxStreamTextChars: 10_000 },
+    parallelism: 2,
+  });
+  const FIRST = 'Alpha one. Beta two. Gamma three.';
+
+  it('a drain after a clear counts the cleared text as dealt with, not as text to send again', async () => {
+    const input = createRequestQueue<TextInput>();
+    const finish = new AbortController();
+    const stream = synthesizeStream(input, settings, deps(espeak), new AbortController().signal, {
+      finish: finish.signal,
+    });
+    input.push({ kind: 'text', text: FIRST });
+    const responses: SynthesizeResponseInit[] = [];
+    const failure = (async () => {
+      for await (const response of stream) {
+        responses.push(response);
+        if (responses.length === 1) input.push({ kind: 'clear', playedSamples: undefined });
+        if (response.interruption !== undefined) finish.abort(new Error('drain'));
+      }
+    })();
+    await assert.rejects(failure, (error: unknown) => {
+      assert.ok(error instanceof VoiceError && error.reason === Reason.Draining);
+      assert.equal(error.info.spoken_text_chars, String([...FIRST].length));
+      return true;
+    });
+    assert.ok(responses.some((r) => r.interruption !== undefined));
+  });
+
+  it('a voice without timing counts the sentences whose audio began as heard', async () => {
+    const untimed: SpeechSynthesizer = {
+      voices: () => espeak.voices(),
+      synthesize: async (text, options) => {
+        const { timing: _timing, ...audio } = await espeak.synthesize(text, options);
+        return audio;
+      },
+    };
+    const input = createRequestQueue<TextInput>();
+    const stream = synthesizeStream(input, settings, deps(untimed), new AbortController().signal);
+    input.push({ kind: 'text', text: FIRST });
+    const responses: SynthesizeResponseInit[] = [];
+    for await (const response of stream) {
+      responses.push(response);
+      // Played: one sample into the second sentence ("Beta two.").
+      const second = responses.find((r) => r.text === 'Beta two.');
+      if (second !== undefined && responses.at(-1) === second) {
+        input.push({ kind: 'clear', playedSamples: Number(second.sampleOffset) + 1 });
+        input.end();
+      }
+    }
+    const answer = responses.find((r) => r.interruption !== undefined)?.interruption;
+    assert.ok(answer);
+    assert.deepEqual(answer.heardWords, []);
+    assert.deepEqual(answer.heardSpan, { start: 0, end: [...'Alpha one. Beta two.'].length });
+    assert.equal(answer.heardText, 'Alpha one. Beta two.');
+    assert.equal(answer.lastWordComplete, false);
   });
 });

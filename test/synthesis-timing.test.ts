@@ -126,6 +126,24 @@ describe('eSpeak NG word timing', () => {
     assert.equal(phonemes.at(-1)?.endSample, audio.samples.length, 'the final pause reaches the end');
   });
 
+  it('a word eSpeak speaks in parts ("AT&T", "1234") lasts until its last part', async () => {
+    const text = 'Call AT&T now about 1234 apples today';
+    const audio = await espeak.synthesize(text, { voice: 'espeak:en-us', speed: 1, signal: live() });
+    const words = audio.timing?.words ?? [];
+    assert.deepEqual(
+      words.map((w) => text.slice(w.start, w.end)),
+      ['Call', 'AT&T', 'now', 'about', '1234', 'apples', 'today'],
+    );
+    for (const name of ['AT&T', '1234']) {
+      const index = words.findIndex((w) => text.slice(w.start, w.end) === name);
+      const word = words[index];
+      const next = words[index + 1];
+      assert.ok(word && next);
+      const gap = (next.startSample - word.endSample) / audio.sampleRate;
+      assert.ok(gap >= 0 && gap < 0.1, `"${name}" ends ${gap.toFixed(3)} s before the next word`);
+    }
+  });
+
   it('scales the words with the speed', async () => {
     const text = 'The quick brown fox jumps over the lazy dog.';
     const at = async (speed: number) =>

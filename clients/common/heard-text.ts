@@ -15,8 +15,9 @@ export interface HeardText {
  * began before it (a word the listener cut into counts as heard). A word listed on two chunks counts once.
  */
 export function heardOf(chunkWords: readonly (readonly WordTiming[])[], playedSamples: number): HeardText {
-  const byStart = new Map<bigint, WordTiming>();
-  for (const words of chunkWords) for (const word of words) byStart.set(word.startSample, word);
+  // Keyed by text position: two words may start at one sample, but not at one code point.
+  const byStart = new Map<number, WordTiming>();
+  for (const words of chunkWords) for (const word of words) byStart.set(word.textSpan?.start ?? 0, word);
   const heard = [...byStart.values()]
     .filter((word) => Number(word.startSample) < playedSamples)
     .sort((a, b) => Number(a.startSample - b.startSample));

@@ -27,6 +27,11 @@ export function createClockEvents(context: BaseAudioContext) {
       let index = due.length;
       while (index > 0 && (due[index - 1]?.at ?? 0) > at) index -= 1;
       due.splice(index, 0, { at, fire });
+      // Earlier than what the timer waits for: wait for this one instead.
+      if (index === 0 && timer !== undefined) {
+        clearTimeout(timer);
+        timer = undefined;
+      }
       arm();
     },
     /** Fires everything still due, in order (the audio has all played). */

@@ -55,9 +55,11 @@ export async function startOpusCapture(
   let reading: Promise<void> = Promise.resolve();
   recorder.ondataavailable = (event) => {
     const blob = event.data;
-    reading = reading.then(async () => {
-      if (blob.size > 0) chunks.push(new Uint8Array(await blob.arrayBuffer()));
-    });
+    reading = reading
+      .then(async () => {
+        if (blob.size > 0) chunks.push(new Uint8Array(await blob.arrayBuffer()));
+      })
+      .catch((error: unknown) => chunks.fail(error));
   };
   const stopped = new Promise<void>((resolve) => {
     recorder.onstop = () => {

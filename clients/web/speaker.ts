@@ -114,7 +114,7 @@ export async function speak(
   /** Where each chunk plays: its first sample on the call's timeline, and its start on the clock. */
   const placed: { offset: number; count: number; startTime: number; rate: number; textEnd: number }[] = [];
   const chunkWords: WordTiming[][] = [];
-  const announced = new Set<bigint>();
+  const announced = new Set<string>();
   /** The clock time of sample `sample` of the call's timeline, as the chunks were scheduled. */
   const timeOf = (sample: number): number => {
     let chunk = placed[0];
@@ -133,8 +133,10 @@ export async function speak(
   };
   const scheduleTiming = (words: readonly WordTiming[], visemes: readonly VisemeTiming[]) => {
     for (const word of words) {
-      if (options.onWord === undefined || announced.has(word.startSample)) continue;
-      announced.add(word.startSample);
+      // A word spanning two chunks is on both; its text position tells it apart (its sample may not).
+      const key = `w${word.textSpan?.start ?? 0}`;
+      if (options.onWord === undefined || announced.has(key)) continue;
+      announced.add(key);
       const spoken: SpokenWord = {
         text: word.text,
         textSpan: { start: word.textSpan?.start ?? 0, end: word.textSpan?.end ?? 0 },
@@ -144,7 +146,7 @@ export async function speak(
       events.at(spoken.startTime, () => options.onWord?.(spoken));
     }
     for (const viseme of visemes) {
-      const key = -1n - viseme.startSample;
+      const key = `v${viseme.startSample}`;
       if (options.onViseme === undefined || announced.has(key)) continue;
       announced.add(key);
       const shape: SpokenViseme = {

@@ -21,6 +21,8 @@ export interface TranscribeMicrophoneOptions extends CaptureOptions {
    * networks; it cannot be combined with `resume` (the server resumes raw PCM only).
    */
   readonly codec?: 'linear16' | 'opus';
+  /** With codec `opus`: the encoder's target bit rate (default 32 000). */
+  readonly opusBitsPerSecond?: number;
   /** Cancels everything: the session, the appends and the capture. */
   readonly signal?: AbortSignal;
   /** How a failed append is retried (with its sequence number kept). */
@@ -122,7 +124,10 @@ export function transcribeMicrophone(
   const captureReady: Promise<AudioCapture> =
     opus === undefined
       ? startCapture(stream, options)
-      : startOpusCapture(stream, options.chunkMs === undefined ? {} : { chunkMs: options.chunkMs });
+      : startOpusCapture(stream, {
+          ...(options.chunkMs === undefined ? {} : { chunkMs: options.chunkMs }),
+          ...(options.opusBitsPerSecond === undefined ? {} : { bitsPerSecond: options.opusBitsPerSecond }),
+        });
   const capturing = captureReady.then(async (started) => {
     capture = started;
     for await (const chunk of started.chunks) sender.push(chunk);

@@ -5,8 +5,8 @@ import type { SpeechTiming, SpokenPhoneme, SpokenWord } from './types.js';
 /**
  * Word and phoneme timing from eSpeak's events.
  *
- * A word starts at its first sounding phoneme (the WORD event comes ~9 ms before it) and ends at the
- * first pause after it or where the next word starts. eSpeak reports some tokens as several words
+ * A word starts at its first sounding phoneme (the WORD event comes ~9 ms before it) and ends with
+ * its last sounding phoneme before the next word. eSpeak reports some tokens as several words
  * ("1234" is four words at creeping positions, an emoji two): events whose text overlaps the word
  * before are folded into it, and text eSpeak speaks without an event joins the word before. A word's
  * text is clipped to its token (no trailing space).
@@ -21,12 +21,13 @@ export function espeakTiming(run: EspeakRun, input: EspeakInput, text: string): 
     while (start < text.length && isSpace(text, start)) start += 1;
     const end = tokenEnd(text, start, eventEnd);
     const previous = spans.at(-1);
+    const sample = Math.min(total, Math.max(0, event.sample));
     if (previous !== undefined && (start < previous.end || end <= start)) {
       previous.end = Math.max(previous.end, end);
       continue;
     }
     if (end <= start) continue;
-    spans.push({ start, end, sample: Math.min(total, Math.max(0, event.sample)) });
+    spans.push({ start, end, sample });
   }
   // eSpeak speaks some pairs as one word with no event for the second ("of the"): the word it
   // reports then covers both, so no spoken text falls outside every word.
@@ -43,13 +44,14 @@ export function espeakTiming(run: EspeakRun, input: EspeakInput, text: string): 
       (p) => p.ipa !== '' && p.startSample >= span.sample && p.startSample < next,
     );
     const startSample = sounding?.startSample ?? span.sample;
-    const pause = phonemes.find((p) => p.ipa === '' && p.startSample > startSample && p.startSample < next);
-    return {
-      start: span.start,
-      end: span.end,
-      startSample,
-      endSample: Math.max(startSample, pause?.startSample ?? next),
-    };
+    // Its last sounding phoneme before the next word: a word spoken in parts ("AT&T", "1234") may
+    // pause inside, and the pause after a clause is not part of the word.
+    let endSample = startSample;
+    for (const p of phonemes) {
+      if (p.startSample >= next) break;
+      if (p.ipa !== '' && p.startSample >= startSample) endSample = p.endSample;
+    }
+    return { start: span.start, end: span.end, startSample, endSample: Math.min(endSample, next) };
   });
   return { words, phonemes };
 }

@@ -49,6 +49,8 @@ export function createSynthesisTimeline(outputRate: number) {
   let visemes: TimelineViseme[] = [];
   /** Words since the last restart, kept for `heard` (the lists above are pruned as chunks go out). */
   let sinceRestart: TimelineWord[] = [];
+  /** Sentences of a voice without timing (VITS) since the last restart: `heard` counts them whole. */
+  let untimed: { end: number; startSample: number; endSample: number }[] = [];
 
   return {
     /** Registers the audio of `segment`, about to be pushed to the resampler after what came before. */
@@ -57,8 +59,11 @@ export function createSynthesisTimeline(outputRate: number) {
       const offset = pushed;
       pushed += audio.samples.length;
       const timing = audio.timing;
-      if (timing === undefined) return;
       const at = (sample: number) => base + Math.round((offset + sample) * ratio);
+      if (timing === undefined) {
+        untimed.push({ end: segment.end, startSample: at(0), endSample: at(audio.samples.length) });
+        return;
+      }
       // A segment's text starts after the whitespace its span begins with, and ends where the span ends.
       const textStart = segment.end - codePointLength(segment.text);
       const codePoint = (utf16: number) => textStart + codePointLength(segment.text.slice(0, utf16));
@@ -100,8 +105,19 @@ export function createSynthesisTimeline(outputRate: number) {
       };
     },
 
-    /** The words whose audio began before output sample `played`, since the last restart. */
+    /**
+     * The words whose audio began before output sample `played`, since the last restart; for a
+     * voice without timing, the sentences whose audio began.
+     */
     heard(played: number): Heard {
+      if (untimed.length > 0) {
+        const begun = untimed.filter((sentence) => sentence.startSample < played).at(-1);
+        return {
+          words: [],
+          end: begun?.end,
+          lastWordComplete: begun === undefined || begun.endSample <= played,
+        };
+      }
       const heard = sinceRestart.filter((word) => word.startSample < played);
       const last = heard.at(-1);
       return {
@@ -118,6 +134,7 @@ export function createSynthesisTimeline(outputRate: number) {
       words = [];
       visemes = [];
       sinceRestart = [];
+      untimed = [];
     },
   };
 }

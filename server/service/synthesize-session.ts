@@ -98,6 +98,8 @@ export function synthesizeStream(
   const finishing = whenFinished(finish, () => unspoken.abort(finish?.reason));
   /** The last sentence whose audio was all sent, and how many were dropped by a finish. */
   let lastSpoken: TextSegment | undefined;
+  /** Text before the last clear counts as dealt with: the client has the Interruption's account of it. */
+  let clearedThrough = 0;
   let dropped = 0;
   /** Aborted by a clear: the sentences scheduled before it are not spoken. */
   let generation = new AbortController();
@@ -140,7 +142,6 @@ export function synthesizeStream(
         visemes: timing.visemes,
       });
       sampleOffset += chunk.length;
-      deps.onAudio?.(chunk.length / settings.sampleRate);
     }
     return true;
   };
@@ -230,6 +231,9 @@ export function synthesizeStream(
       }),
     });
     deps.onInterruption?.();
+    // Sentences whose chunks were taken back were not spoken after all.
+    lastSpoken = undefined;
+    clearedThrough = receivedChars;
     timeline.restart(sampleOffset);
     textSinceClear = '';
     clearedAt = receivedChars;
@@ -276,7 +280,7 @@ export function synthesizeStream(
     const held = resampler?.flush();
     const tailOf = finish?.aborted ? lastSpoken : lastSegment;
     if (held && held.length > 0 && tailOf) await emit(held, tailOf, generation.signal);
-    if (text.cut || dropped > 0) throw drainedSynthesis(lastSpoken?.end ?? 0);
+    if (text.cut || dropped > 0) throw drainedSynthesis(Math.max(lastSpoken?.end ?? 0, clearedThrough));
   };
 
   run()
@@ -294,7 +298,19 @@ export function synthesizeStream(
       resampler?.close();
     });
 
-  return responsesOf(out, signal);
+  return countedAudio(responsesOf(out, signal), settings.sampleRate, deps.onAudio);
+}
+
+/** Reports the audio of each response as the writer takes it: chunks a clear took back never count. */
+async function* countedAudio(
+  responses: AsyncIterable<SynthesizeResponseInit>,
+  sampleRate: number,
+  onAudio: ((seconds: number) => void) | undefined,
+): AsyncGenerator<SynthesizeResponseInit> {
+  for await (const response of responses) {
+    if (response.sampleCount) onAudio?.(response.sampleCount / sampleRate);
+    yield response;
+  }
 }
 
 /** At most `size` slots held at once, granted in the order asked for; each resolves to its release. */

@@ -29,8 +29,17 @@ if (data.testHooks === true && data.failLoads !== undefined) {
     throw new Error(`test hook: load ${failed + 1} of ${times} fails`);
   }
 }
+// A pool closing while this worker loads asks it to exit: it does so once loading is over, since
+// terminating a thread inside onnxruntime's session creation can abort the whole process.
+let shutdownWhileLoading = false;
+const whileLoading = (message: ToWorker) => {
+  if (message.type === 'shutdown') shutdownWhileLoading = true;
+};
+port.on('message', whileLoading);
 const loadStarted = performance.now();
 const host = await loadEngines(data);
+port.off('message', whileLoading);
+if (shutdownWhileLoading) process.exit(0);
 const handlers = new Map(host.handlers);
 let crashOnRecognize = false;
 if (data.testHooks === true) {

@@ -283,7 +283,7 @@ export function createWorkerSlots<Report>(options: WorkerSlotsOptions<Report>): 
         if (slot.state === 'busy') metrics?.busyWorkers?.dec();
         if (slot.job !== undefined) release(slot.job);
         slot.job = undefined;
-        exits.push(stopWorker(slot.worker));
+        exits.push(stopWorker(slot.worker, slot.state === 'starting' ? LOADING_GRACE_MS : SHUTDOWN_GRACE_MS));
       }
       slots.clear();
       metrics?.readyWorkers?.set({ pool: name }, 0);
@@ -295,17 +295,19 @@ export function createWorkerSlots<Report>(options: WorkerSlotsOptions<Report>): 
 
 /** How long a closing pool lets a worker finish its running job before terminating it. */
 const SHUTDOWN_GRACE_MS = 2000;
+/** How long it lets a worker that is still loading its models finish loading (then it exits). */
+const LOADING_GRACE_MS = 10_000;
 
 /**
- * Asks a worker to finish what it runs and exit (see ToWorker 'shutdown'); terminates it if it has
- * not exited within SHUTDOWN_GRACE_MS (a job that never ends, a worker still loading).
+ * Asks a worker to finish what it runs (or its loading) and exit (see ToWorker 'shutdown');
+ * terminates it if it has not exited within `graceMs` (a job that never ends, a load that hangs).
  */
-async function stopWorker(worker: Worker): Promise<number> {
+async function stopWorker(worker: Worker, graceMs: number): Promise<number> {
   const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
   worker.postMessage({ type: 'shutdown' } satisfies ToWorker);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), SHUTDOWN_GRACE_MS);
+    timer = setTimeout(() => resolve('late'), graceMs);
   });
   const first = await Promise.race([exited, late]);
   clearTimeout(timer);

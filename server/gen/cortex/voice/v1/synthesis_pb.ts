@@ -266,7 +266,8 @@ export type Interruption = Message<"cortex.voice.v1.Interruption"> & {
   /**
    * The text heard since the start of the call or the previous clear: from the first code point
    * after that point to the end of the last word whose audio began before `played_samples`. Empty
-   * (start = end) when no word was heard.
+   * (start = end) when no word was heard. For a voice without word timing (VITS), to the end of the
+   * last sentence whose audio began.
    *
    * @generated from field: cortex.voice.v1.TextSpan heard_span = 3;
    */
