@@ -168,8 +168,8 @@ export function renderSoak(result: SoakResult): string {
           '–',
         ],
         [
-          'replies (SynthesizeText)',
-          `${tally.synthOk} of ${tally.synthCalls} complete, ${fmt(tally.synthBytes / 1024 / 1024, 1)} MiB of audio`,
+          'replies (SynthesizeText; every third a Synthesize cleared after its first chunk)',
+          `${tally.synthOk} of ${tally.synthCalls} complete, ${fmt(tally.synthBytes / 1024 / 1024, 1)} MiB of audio; ${tally.bargeInsAnswered} of ${tally.bargeIns} clears answered`,
           '–',
         ],
         [

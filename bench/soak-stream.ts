@@ -169,6 +169,8 @@ export async function runTurn(
 }
 
 async function reply(client: VoiceClient, tally: () => Tally): Promise<void> {
+  // Every third reply is interrupted, as a listener who talks over the avatar does.
+  if (replies % 3 === 2) return interruptedReply(client, tally);
   let bytes = 0;
   let failure: string | undefined;
   try {
@@ -184,6 +186,53 @@ async function reply(client: VoiceClient, tally: () => Tally): Promise<void> {
   const t = tally();
   t.synthCalls += 1;
   t.synthBytes += bytes;
+  if (failure === undefined) t.synthOk += 1;
+  else t.errors.set(failure, (t.errors.get(failure) ?? 0) + 1);
+}
+
+/**
+ * A Synthesize stream cleared after its first chunk (half of it played), then given a short
+ * answer to the interruption: the stream must answer the clear and end OK after speaking it.
+ */
+async function interruptedReply(client: VoiceClient, tally: () => Tally): Promise<void> {
+  let clearWanted!: (played: number) => void;
+  const played = new Promise<number>((resolve) => {
+    clearWanted = resolve;
+  });
+  let answered!: () => void;
+  const answer = new Promise<void>((resolve) => {
+    answered = resolve;
+  });
+  const text = replyText();
+  async function* requests() {
+    yield { request: { case: 'config' as const, value: { encoding: AudioEncoding.LINEAR16 } } };
+    yield { request: { case: 'text' as const, value: text } };
+    yield { request: { case: 'clear' as const, value: { playedSamples: BigInt(await played) } } };
+    await answer;
+    yield { request: { case: 'text' as const, value: ' Go ahead.' } };
+  }
+  let bytes = 0;
+  let interruptions = 0;
+  let failure: string | undefined;
+  try {
+    for await (const chunk of client.synthesis.synthesize(requests())) {
+      bytes += chunk.audio.length;
+      if (chunk.sequenceNumber === 0) clearWanted(Math.floor(chunk.sampleCount / 2));
+      if (chunk.interruption !== undefined) {
+        interruptions += 1;
+        answered();
+      }
+    }
+  } catch (error) {
+    failure = errorKey('Synthesize', error);
+  }
+  clearWanted(0);
+  answered();
+  const t = tally();
+  t.synthCalls += 1;
+  t.synthBytes += bytes;
+  t.bargeIns += 1;
+  if (interruptions === 1) t.bargeInsAnswered += 1;
   if (failure === undefined) t.synthOk += 1;
   else t.errors.set(failure, (t.errors.get(failure) ?? 0) + 1);
 }

@@ -33,6 +33,9 @@ export interface Tally {
   synthCalls: number;
   synthOk: number;
   synthBytes: number;
+  /** Replies interrupted with a Clear, and those the server answered with one Interruption. */
+  bargeIns: number;
+  bargeInsAnswered: number;
   /** Failed calls by "method code reason". */
   errors: Map<string, number>;
   lostExamples: string[];
@@ -57,6 +60,8 @@ export function createTally(): Tally {
     synthCalls: 0,
     synthOk: 0,
     synthBytes: 0,
+    bargeIns: 0,
+    bargeInsAnswered: 0,
     errors: new Map(),
     lostExamples: [],
   };
