@@ -203,9 +203,9 @@ export async function speak(
   };
   if (stopSignal?.aborted) onStop();
   else stopSignal?.addEventListener('abort', onStop, { once: true });
-  const interruptedResult = (): SpeakResult => ({
+  const interruptedResult = (heard: HeardSpeech): SpeakResult => ({
     interrupted: true,
-    heard: heardAtStop ?? heardUpTo(0),
+    heard,
     chunks,
     duration,
     underruns,
@@ -287,7 +287,7 @@ export async function speak(
       });
       await Promise.race([ended, interrupted, stopping]);
     }
-    if (heardAtStop !== undefined) return interruptedResult();
+    if (heardAtStop !== undefined) return interruptedResult(heardAtStop);
     events.flush();
     const all = heardUpTo(Number.POSITIVE_INFINITY);
     const heard = { ...all, end: [...text].length, lastWordComplete: true, text };
@@ -295,7 +295,7 @@ export async function speak(
   } catch (error) {
     stopAll();
     if (signal?.aborted) throw abortError(signal);
-    if (heardAtStop !== undefined) return interruptedResult();
+    if (heardAtStop !== undefined) return interruptedResult(heardAtStop);
     throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);

@@ -1,6 +1,6 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { SynthesizedAudio } from '../engines/types.js';
-import { visemesOf } from '../engines/visemes.js';
+import { type TimedViseme, visemesOf } from '../engines/visemes.js';
 import type { VisemeTimingSchema, WordTimingSchema } from '../gen/cortex/voice/v1/synthesis_pb.js';
 import type { TextSegment } from '../pipeline/sentence-split.js';
 import { codePointLength } from '../pipeline/text-input.js';
@@ -13,14 +13,6 @@ interface TimelineWord {
   readonly start: number;
   readonly end: number;
   readonly text: string;
-  readonly startSample: number;
-  readonly endSample: number;
-}
-
-interface TimelineViseme {
-  readonly azure: number;
-  readonly oculus: string;
-  readonly phoneme: string;
   readonly startSample: number;
   readonly endSample: number;
 }
@@ -46,7 +38,7 @@ export function createSynthesisTimeline(outputRate: number) {
   let base = 0;
   let pushed = 0;
   let words: TimelineWord[] = [];
-  let visemes: TimelineViseme[] = [];
+  let visemes: TimedViseme[] = [];
   /** Words since the last restart, kept for `heard` (the lists above are pruned as chunks go out). */
   let sinceRestart: TimelineWord[] = [];
   /** Sentences of a voice without timing (VITS) since the last restart: `heard` counts them whole. */
@@ -77,13 +69,7 @@ export function createSynthesisTimeline(outputRate: number) {
       words.push(...added);
       sinceRestart.push(...added);
       for (const viseme of visemesOf(timing.phonemes, audio.samples.length)) {
-        visemes.push({
-          azure: viseme.azure,
-          oculus: viseme.oculus,
-          phoneme: viseme.phoneme,
-          startSample: at(viseme.startSample),
-          endSample: at(viseme.endSample),
-        });
+        visemes.push({ ...viseme, startSample: at(viseme.startSample), endSample: at(viseme.endSample) });
       }
     },
 

@@ -33,7 +33,7 @@ export interface SynthesizeSessionDeps {
   readonly limits: SynthesisLimits;
   /** Sentences of one stream synthesized at once (they still come out in order). */
   readonly parallelism: number;
-  /** Seconds of audio produced, reported per chunk (for the audio-seconds metric). */
+  /** Seconds of audio sent, reported as the writer takes each chunk (for the audio-seconds metric). */
   readonly onAudio?: ((seconds: number) => void) | undefined;
   /** A clear was answered. */
   readonly onInterruption?: (() => void) | undefined;
@@ -98,12 +98,13 @@ export function synthesizeStream(
   const finishing = whenFinished(finish, () => unspoken.abort(finish?.reason));
   /** The last sentence whose audio was all sent, and how many were dropped by a finish. */
   let lastSpoken: TextSegment | undefined;
-  /** Text before the last clear counts as dealt with: the client has the Interruption's account of it. */
-  let clearedThrough = 0;
   let dropped = 0;
   /** Aborted by a clear: the sentences scheduled before it are not spoken. */
   let generation = new AbortController();
-  /** Text received since the last clear, and the code point it starts at. */
+  /**
+   * Text received since the last clear, and the code point it starts at. Text before that point
+   * counts as dealt with (for a drain too): the client has the Interruption's account of it.
+   */
   let textSinceClear = '';
   let clearedAt = 0;
 
@@ -233,7 +234,6 @@ export function synthesizeStream(
     deps.onInterruption?.();
     // Sentences whose chunks were taken back were not spoken after all.
     lastSpoken = undefined;
-    clearedThrough = receivedChars;
     timeline.restart(sampleOffset);
     textSinceClear = '';
     clearedAt = receivedChars;
@@ -280,7 +280,7 @@ export function synthesizeStream(
     const held = resampler?.flush();
     const tailOf = finish?.aborted ? lastSpoken : lastSegment;
     if (held && held.length > 0 && tailOf) await emit(held, tailOf, generation.signal);
-    if (text.cut || dropped > 0) throw drainedSynthesis(Math.max(lastSpoken?.end ?? 0, clearedThrough));
+    if (text.cut || dropped > 0) throw drainedSynthesis(Math.max(lastSpoken?.end ?? 0, clearedAt));
   };
 
   run()
