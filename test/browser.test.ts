@@ -484,18 +484,11 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
         async ({ sdkUrl, baseUrl, token, audio, rate }) => {
           const sdk = await import(sdkUrl);
           const client = sdk.createVoiceWebClient({ baseUrl, token });
-          // A "microphone" that plays the clip: a MediaStream from another context.
-          const player = new AudioContext({ sampleRate: rate });
-          const clip = player.createBuffer(1, audio.length, rate);
-          clip.copyToChannel(Float32Array.from(audio), 0);
-          const source = new AudioBufferSourceNode(player, { buffer: clip });
-          const microphone = player.createMediaStreamDestination();
-          source.connect(microphone);
-
+          const microphone = (window as unknown as ClipMicrophoneWindow).clipMicrophone(audio, rate);
           const transcription = client.transcribeMicrophone(microphone.stream, {
             config: { language: 'en' },
           });
-          source.start();
+          microphone.play();
           const finals: string[] = [];
           let stopped: Promise<void> | undefined;
           for await (const response of transcription) {
@@ -508,13 +501,11 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
 
           // Cancelled half-way through the clip.
           const controller = new AbortController();
-          const again = new AudioBufferSourceNode(player, { buffer: clip });
-          again.connect(microphone);
           const cancelled = client.transcribeMicrophone(microphone.stream, {
             config: { language: 'en' },
             signal: controller.signal,
           });
-          again.start();
+          microphone.play();
           const sessionId = await cancelled.sessionId;
           setTimeout(() => controller.abort(), 800);
           let code = 0;
@@ -602,18 +593,12 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
             return new Response(body, { status: response.status, headers: response.headers });
           };
           const client = sdk.createVoiceWebClient({ baseUrl, token, fetch: fetchWithCut });
-          const player = new AudioContext({ sampleRate: rate });
-          const clip = player.createBuffer(1, audio.length, rate);
-          clip.copyToChannel(Float32Array.from(audio), 0);
-          const source = new AudioBufferSourceNode(player, { buffer: clip });
-          const microphone = player.createMediaStreamDestination();
-          source.connect(microphone);
+          const microphone = (window as unknown as ClipMicrophoneWindow).clipMicrophone(audio, rate);
           const transcription = client.transcribeMicrophone(microphone.stream, {
             config: { language: 'en' },
             resume: true,
           });
-          source.start();
-          source.onended = () => void transcription.stop();
+          microphone.play().onended = () => void transcription.stop();
           const events: string[] = [];
           for await (const response of transcription) {
             const event = response.event;
@@ -658,12 +643,7 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
         async ({ sdkUrl, baseUrl, token, audio, rate }) => {
           const sdk = await import(sdkUrl);
           const client = sdk.createVoiceWebClient({ baseUrl, token });
-          const player = new AudioContext({ sampleRate: rate });
-          const clip = player.createBuffer(1, audio.length, rate);
-          clip.copyToChannel(Float32Array.from(audio), 0);
-          const source = new AudioBufferSourceNode(player, { buffer: clip });
-          const microphone = player.createMediaStreamDestination();
-          source.connect(microphone);
+          const microphone = (window as unknown as ClipMicrophoneWindow).clipMicrophone(audio, rate);
           let refusal = '';
           try {
             client.transcribeMicrophone(microphone.stream, { codec: 'opus', resume: true });
@@ -674,8 +654,7 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
             config: { language: 'en' },
             codec: 'opus',
           });
-          source.start();
-          source.onended = () => void transcription.stop();
+          microphone.play().onended = () => void transcription.stop();
           const events: string[] = [];
           for await (const response of transcription) {
             const event = response.event;
@@ -839,11 +818,36 @@ describe('the browser SDK and the demo page, in Chromium', { skip: chromiumMissi
 
   async function openPage(origin: string): Promise<{ page: Page; context: BrowserContext }> {
     const context = await browser.newContext();
+    await context.addInitScript(installClipMicrophone);
     const page = await context.newPage();
     await page.goto(`${origin}/`);
     return { page, context };
   }
 });
+
+interface ClipMicrophoneWindow {
+  /** A "microphone" that plays `audio` (at `rate`) each time `play` is called: a MediaStream of another context. */
+  clipMicrophone(audio: number[], rate: number): { stream: MediaStream; play(): AudioBufferSourceNode };
+}
+
+/** Runs in each page of openPage (so it may use nothing from this module): defines window.clipMicrophone. */
+function installClipMicrophone(): void {
+  (window as unknown as ClipMicrophoneWindow).clipMicrophone = (audio, rate) => {
+    const player = new AudioContext({ sampleRate: rate });
+    const clip = player.createBuffer(1, audio.length, rate);
+    clip.copyToChannel(Float32Array.from(audio), 0);
+    const destination = player.createMediaStreamDestination();
+    return {
+      stream: destination.stream,
+      play() {
+        const source = new AudioBufferSourceNode(player, { buffer: clip });
+        source.connect(destination);
+        source.start();
+        return source;
+      },
+    };
+  };
+}
 
 /** Errors the page logs or throws, to assert there are none. */
 function watchPage(page: Page): string[] {

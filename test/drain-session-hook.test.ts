@@ -3,14 +3,17 @@ import { describe, it } from 'node:test';
 import { Reason, VoiceError } from '../server/errors.js';
 import { createTranscriptionSessions } from '../server/service/transcription-sessions.js';
 
+const smallRegistry = () =>
+  createTranscriptionSessions({
+    gapTimeoutMs: 1000,
+    idleTimeoutMs: 10_000,
+    maxPerCaller: 5,
+    maxChunkBytes: 1024,
+  });
+
 describe('drain: the session registry hook', () => {
   it('finish(): no chunk is applied after it, those applied are still read, later appends get its error', async () => {
-    const sessions = createTranscriptionSessions({
-      gapTimeoutMs: 1000,
-      idleTimeoutMs: 10_000,
-      maxPerCaller: 5,
-      maxChunkBytes: 1024,
-    });
+    const sessions = smallRegistry();
     const session = sessions.open('owner', new AbortController().signal);
     const signal = new AbortController().signal;
     const chunk = (sequenceNumber: number) => ({
@@ -32,12 +35,7 @@ describe('drain: the session registry hook', () => {
   });
 
   it('finish() after the audio was complete cuts nothing', async () => {
-    const sessions = createTranscriptionSessions({
-      gapTimeoutMs: 1000,
-      idleTimeoutMs: 10_000,
-      maxPerCaller: 5,
-      maxChunkBytes: 1024,
-    });
+    const sessions = smallRegistry();
     const session = sessions.open('owner', new AbortController().signal);
     const last = { sessionId: session.id, sequenceNumber: 1, audio: new Uint8Array([1]), endOfAudio: true };
     await sessions.append('owner', last, new AbortController().signal);

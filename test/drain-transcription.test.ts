@@ -112,15 +112,7 @@ describe('drain: a Transcribe handler told to finish (in process, real engines)'
         yield create(TranscribeRequestSchema, { request: { case: 'audio', value: chunk } });
       }
     }
-    const ctx: CallContext = {
-      signal: new AbortController().signal,
-      finishSignal: finish.signal,
-      deadline: undefined,
-      metadata: new Map(),
-      peer: 'test',
-      requestId: 'drain-in-process',
-      logger: createLogger(t.config.logging, { destination: captureLogs().stream }),
-    };
+    const ctx = inProcessContext(t, finish.signal, 'drain-in-process');
     const responses = observe(service.transcribe(requests(), ctx));
     await readAll.promise;
     finish.abort(new VoiceError(Reason.Draining, 'the server is shutting down'));
@@ -148,15 +140,7 @@ describe('drain: a Transcribe handler told to finish (in process, real engines)'
     async function* requests(): AsyncGenerator<TranscribeRequest> {
       yield await never;
     }
-    const ctx: CallContext = {
-      signal: new AbortController().signal,
-      finishSignal: finish.signal,
-      deadline: undefined,
-      metadata: new Map(),
-      peer: 'test',
-      requestId: 'drain-before-config',
-      logger: createLogger(t.config.logging, { destination: captureLogs().stream }),
-    };
+    const ctx = inProcessContext(t, finish.signal, 'drain-before-config');
     const responses = observe(service.transcribe(requests(), ctx));
     finish.abort(new VoiceError(Reason.Draining, 'the server is shutting down'));
     const error = await responses.done.then(
@@ -324,3 +308,16 @@ describe('drain: Transcribe over gRPC', () => {
     }
   });
 });
+
+/** The context of a call made to a handler directly, which `finish` tells to finish as a drain would. */
+function inProcessContext(t: TestServer, finish: AbortSignal, requestId: string): CallContext {
+  return {
+    signal: new AbortController().signal,
+    finishSignal: finish,
+    deadline: undefined,
+    metadata: new Map(),
+    peer: 'test',
+    requestId,
+    logger: createLogger(t.config.logging, { destination: captureLogs().stream }),
+  };
+}
